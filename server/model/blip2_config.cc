@@ -1,0 +1,117 @@
+#include "server/model/blip2_config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace updp::model {
+namespace {
+
+using nlohmann::json;
+
+template <typename T>
+absl::Status Read(const json& obj, const char* section, const char* key, T* out) {
+  if (!obj.contains(key)) return absl::OkStatus();
+  try {
+    *out = obj.at(key).get<T>();
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: ", section, key, ": ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Positive(const char* name, int v) {
+  if (v <= 0) return absl::InvalidArgumentError(absl::StrCat("config.json: ", name, " must be > 0"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Blip2Config> ParseBlip2Config(const std::string& json_text) {
+  json j;
+  try {
+    j = json::parse(json_text);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config.json: not valid JSON: ", e.what()));
+  }
+  if (!j.is_object()) return absl::InvalidArgumentError("config.json: not a JSON object");
+  std::string model_type = j.value("model_type", "");
+  if (model_type != "blip-2") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: model_type is '", model_type, "', expected 'blip-2'"));
+  }
+  Blip2Config c;
+  absl::Status s;
+#define UPDP_READ(obj, sec, key, field)            \
+  s = Read(obj, sec, key, &(field));               \
+  if (!s.ok()) return s;
+  UPDP_READ(j, "", "num_query_tokens", c.num_query_tokens);
+  UPDP_READ(j, "", "image_text_hidden_size", c.image_text_hidden_size);
+  json v = j.value("vision_config", json::object());
+  UPDP_READ(v, "vision_config.", "image_size", c.vision.image_size);
+  UPDP_READ(v, "vision_config.", "patch_size", c.vision.patch_size);
+  UPDP_READ(v, "vision_config.", "hidden_size", c.vision.hidden_size);
+  UPDP_READ(v, "vision_config.", "intermediate_size", c.vision.intermediate_size);
+  UPDP_READ(v, "vision_config.", "num_hidden_layers", c.vision.num_hidden_layers);
+  UPDP_READ(v, "vision_config.", "num_attention_heads", c.vision.num_attention_heads);
+  UPDP_READ(v, "vision_config.", "layer_norm_eps", c.vision.layer_norm_eps);
+  UPDP_READ(v, "vision_config.", "qkv_bias", c.vision.qkv_bias);
+  json q = j.value("qformer_config", json::object());
+  UPDP_READ(q, "qformer_config.", "vocab_size", c.qformer.vocab_size);
+  UPDP_READ(q, "qformer_config.", "hidden_size", c.qformer.hidden_size);
+  UPDP_READ(q, "qformer_config.", "num_hidden_layers", c.qformer.num_hidden_layers);
+  UPDP_READ(q, "qformer_config.", "num_attention_heads", c.qformer.num_attention_heads);
+  UPDP_READ(q, "qformer_config.", "intermediate_size", c.qformer.intermediate_size);
+  UPDP_READ(q, "qformer_config.", "max_position_embeddings", c.qformer.max_position_embeddings);
+  UPDP_READ(q, "qformer_config.", "layer_norm_eps", c.qformer.layer_norm_eps);
+  UPDP_READ(q, "qformer_config.", "cross_attention_frequency", c.qformer.cross_attention_frequency);
+  UPDP_READ(q, "qformer_config.", "encoder_hidden_size", c.qformer.encoder_hidden_size);
+  UPDP_READ(q, "qformer_config.", "pad_token_id", c.qformer.pad_token_id);
+#undef UPDP_READ
+  for (const json* sec : {&v, &q}) {
+    std::string act = sec->value("hidden_act", "gelu");
+    if (act != "gelu") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config.json: hidden_act '", act, "' is not supported (only exact 'gelu')"));
+    }
+  }
+  std::string pos = q.value("position_embedding_type", "absolute");
+  if (pos != "absolute") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.json: qformer_config.position_embedding_type '", pos, "' is not supported"));
+  }
+  for (auto [name, val] : std::initializer_list<std::pair<const char*, int>>{
+           {"vision_config.image_size", c.vision.image_size},
+           {"vision_config.patch_size", c.vision.patch_size},
+           {"vision_config.hidden_size", c.vision.hidden_size},
+           {"vision_config.num_hidden_layers", c.vision.num_hidden_layers},
+           {"vision_config.num_attention_heads", c.vision.num_attention_heads},
+           {"qformer_config.hidden_size", c.qformer.hidden_size},
+           {"qformer_config.num_hidden_layers", c.qformer.num_hidden_layers},
+           {"qformer_config.num_attention_heads", c.qformer.num_attention_heads},
+           {"qformer_config.cross_attention_frequency", c.qformer.cross_attention_frequency},
+           {"num_query_tokens", c.num_query_tokens},
+           {"image_text_hidden_size", c.image_text_hidden_size}}) {
+    if (auto st = Positive(name, val); !st.ok()) return st;
+  }
+  if (c.vision.hidden_size % c.vision.num_attention_heads != 0) {
+    return absl::InvalidArgumentError(
+        "config.json: vision_config.hidden_size is not divisible by num_attention_heads");
+  }
+  if (c.qformer.hidden_size % c.qformer.num_attention_heads != 0) {
+    return absl::InvalidArgumentError(
+        "config.json: qformer_config.hidden_size is not divisible by num_attention_heads");
+  }
+  if (c.vision.image_size % c.vision.patch_size != 0) {
+    return absl::InvalidArgumentError(
+        "config.json: vision_config.image_size is not a multiple of patch_size");
+  }
+  if (c.qformer.encoder_hidden_size != c.vision.hidden_size) {
+    return absl::InvalidArgumentError(
+        "config.json: qformer_config.encoder_hidden_size differs from vision_config.hidden_size");
+  }
+  return c;
+}
+
+}  // namespace updp::model

@@ -1,0 +1,138 @@
+// BLIP-2 image-text retrieval model (EVA ViT-g vision encoder + Q-Former with
+// projections and ITM head) in LibTorch, loading the Hugging Face
+// Blip2ForImageTextRetrieval checkpoint layout. All weights are frozen
+// (requires_grad = false); gradients can still flow to text input embeddings,
+// which is what prompt learning needs.
+#ifndef UPDP_SERVER_MODEL_BLIP2_MODEL_H_
+#define UPDP_SERVER_MODEL_BLIP2_MODEL_H_
+
+#include <torch/torch.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/model/blip2_config.h"
+
+namespace updp::model {
+
+struct ModelOptions {
+  torch::Device device = torch::kCPU;
+  // dtype of the vision encoder; the Q-Former always runs in float32.
+  torch::ScalarType vision_dtype = torch::kFloat32;
+};
+
+// Parses "cpu", "cuda", "cuda:N".
+absl::StatusOr<torch::Device> ParseDevice(const std::string& s);
+// Default vision dtype for a device: bf16 on CUDA, fp32 on CPU. `precision` may be
+// "auto", "fp32", "bf16" or "fp16".
+absl::StatusOr<torch::ScalarType> ParseVisionDtype(const std::string& precision,
+                                                   const torch::Device& device);
+
+// Names and shapes of every tensor a Blip2ForImageTextRetrieval checkpoint with this
+// config holds (Hugging Face key names, fused vision qkv bias).
+std::map<std::string, std::vector<int64_t>> ExpectedTensorShapes(const Blip2Config& c);
+
+struct Linear {
+  torch::Tensor w, b;
+  torch::Tensor operator()(const torch::Tensor& x) const { return torch::linear(x, w, b); }
+};
+struct LayerNorm {
+  torch::Tensor w, b;
+  double eps = 1e-12;
+  torch::Tensor operator()(const torch::Tensor& x) const {
+    return torch::layer_norm(x, {w.size(0)}, w, b, eps);
+  }
+};
+
+class Blip2Model {
+ public:
+  // Loads `dir`/config.json and `dir`/model.safetensors.
+  static absl::StatusOr<std::unique_ptr<Blip2Model>> Load(const std::string& dir,
+                                                          const ModelOptions& options);
+
+  const Blip2Config& config() const { return config_; }
+  const ModelOptions& options() const { return options_; }
+  // sha256-free identity: FNV-1a 64 of config.json bytes and the sorted tensor
+  // names/shapes, hex. Two checkpoints with the same architecture but other
+  // weights share it; a prompt only depends on the architecture and embeddings.
+  const std::string& identity() const { return identity_; }
+  int64_t num_parameters() const;
+
+  // pixel_values [B,3,H,W] float -> embeddings before the encoder [B,T,Dv] (float32).
+  torch::Tensor VisionEmbeddings(const torch::Tensor& pixel_values) const;
+  // pixel_values -> last hidden state after post_layernorm, float32 [B,T,Dv].
+  torch::Tensor EncodeImage(const torch::Tensor& pixel_values) const;
+
+  // Text embeddings (word + absolute position, positions 0..L-1), before the layernorm.
+  torch::Tensor TextEmbeddingsFromIds(const torch::Tensor& input_ids) const;
+  torch::Tensor TextEmbeddingsFromInputs(const torch::Tensor& inputs_embeds) const;
+  // Q-Former run on raw embeddings `emb` [B,L,d] whose first `query_length` rows are
+  // query tokens. `attention_mask` [B,L] (1 = keep) may be undefined (all visible).
+  // `image_embeds` is required when query_length > 0.
+  torch::Tensor QFormer(const torch::Tensor& emb, int64_t query_length,
+                        const torch::Tensor& attention_mask,
+                        const torch::Tensor& image_embeds) const;
+
+  // Convenience modes.
+  torch::Tensor ImageQueryOutput(const torch::Tensor& image_embeds) const;   // [B,Q,d]
+  torch::Tensor TextOutput(const torch::Tensor& ids, const torch::Tensor& mask) const;  // [B,L,d]
+  // Multimodal: queries + text (ids or embeddings), full bidirectional mask.
+  torch::Tensor MultimodalOutput(const torch::Tensor& image_embeds,
+                                 const torch::Tensor& text_embeddings,
+                                 const torch::Tensor& text_mask) const;  // [B,Q+L,d]
+
+  torch::Tensor ProjectImage(const torch::Tensor& query_output) const;  // normalised [B,Q,P]
+  torch::Tensor ProjectText(const torch::Tensor& text_output) const;    // normalised [B,L,P]
+  torch::Tensor ItmLogits(const torch::Tensor& multimodal_query_output) const;  // [B,2]
+  // max over queries of <image_proj[i,q], text_proj[j]>: [Bi, Bj].
+  static torch::Tensor ItcLogits(const torch::Tensor& image_proj, const torch::Tensor& text_cls);
+
+  // Image feature used for selection: mean over queries of the projected query
+  // embeddings, L2-normalised [B,P].
+  torch::Tensor ImageFeature(const torch::Tensor& image_embeds) const;
+
+  const torch::Tensor& word_embeddings() const { return word_emb_; }
+  // Every weight tensor by its checkpoint name (for tests that prove nothing changed).
+  const std::map<std::string, torch::Tensor>& weights() const { return weights_; }
+
+ private:
+  struct VisionLayer {
+    LayerNorm ln1, ln2;
+    Linear qkv, proj, fc1, fc2;
+  };
+  struct Attention {
+    Linear q, k, v, out;
+    LayerNorm ln;
+  };
+  struct QFormerLayer {
+    Attention self_attn;
+    bool has_cross = false;
+    Attention cross_attn;
+    Linear inter, out, inter_q, out_q;
+    LayerNorm out_ln, out_q_ln;
+  };
+
+  Blip2Model() = default;
+  torch::Tensor BertAttention(const Attention& a, const torch::Tensor& h,
+                              const torch::Tensor& kv, const torch::Tensor& mask_add) const;
+
+  Blip2Config config_;
+  ModelOptions options_;
+  std::string identity_;
+  std::map<std::string, torch::Tensor> weights_;
+
+  torch::Tensor class_emb_, pos_emb_, patch_w_, patch_b_;
+  std::vector<VisionLayer> vision_layers_;
+  LayerNorm post_ln_;
+  torch::Tensor query_tokens_, word_emb_, text_pos_emb_;
+  LayerNorm qformer_ln_;
+  std::vector<QFormerLayer> qformer_layers_;
+  Linear vision_proj_, text_proj_, itm_head_;
+};
+
+}  // namespace updp::model
+
+#endif  // UPDP_SERVER_MODEL_BLIP2_MODEL_H_

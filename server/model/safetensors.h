@@ -1,0 +1,65 @@
+// Memory-mapped reader and writer for the safetensors format
+// (8-byte LE header length, JSON header, raw little-endian tensor bytes).
+#ifndef UPDP_SERVER_MODEL_SAFETENSORS_H_
+#define UPDP_SERVER_MODEL_SAFETENSORS_H_
+
+#include <torch/torch.h>
+
+#include <map>
+#include <optional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace updp::model {
+
+struct TensorInfo {
+  std::string dtype;  // "F32", "F16", "BF16", "I64", "U8", ...
+  std::vector<int64_t> shape;
+  size_t begin = 0;  // byte offsets relative to the data section
+  size_t end = 0;
+};
+
+// A safetensors file mapped read-only. Tensors returned by Get() are copies
+// (so they outlive the mapping) converted to the requested dtype.
+class SafetensorsFile {
+ public:
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  bool Has(const std::string& name) const { return tensors_.count(name) > 0; }
+  // Copies tensor `name` into a new CPU tensor of dtype `as` (or its stored dtype if
+  // as == nullopt).
+  absl::StatusOr<torch::Tensor> Get(const std::string& name,
+                                    std::optional<torch::ScalarType> as = std::nullopt) const;
+  const std::string& path() const { return path_; }
+
+ private:
+  SafetensorsFile() = default;
+  std::string path_;
+  void* map_ = nullptr;
+  size_t map_size_ = 0;
+  size_t data_offset_ = 0;
+  std::map<std::string, TensorInfo> tensors_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Writes tensors (any device/dtype among F32/F16/BF16/I64/I32/U8) to `path`
+// atomically: a temp file in the same directory, fsync, rename.
+absl::Status WriteSafetensors(const std::string& path,
+                              const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                              const std::map<std::string, std::string>& metadata = {});
+
+absl::StatusOr<torch::ScalarType> DtypeFromString(const std::string& s);
+std::string DtypeToString(torch::ScalarType t);
+
+}  // namespace updp::model
+
+#endif  // UPDP_SERVER_MODEL_SAFETENSORS_H_
