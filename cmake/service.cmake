@@ -1,1 +1,52 @@
-# service targets
+# The gRPC service: proto library, core (no gRPC), rpc layer, server and CLI.
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_package(prometheus-cpp CONFIG REQUIRED)
+find_package(SQLite3 REQUIRED)
+find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
+
+set(PROTO_SRC ${CMAKE_SOURCE_DIR}/proto/updp/v1/updp.proto)
+set(PROTO_OUT ${CMAKE_BINARY_DIR}/gen)
+file(MAKE_DIRECTORY ${PROTO_OUT})
+set(PROTO_GEN
+  ${PROTO_OUT}/proto/updp/v1/updp.pb.cc ${PROTO_OUT}/proto/updp/v1/updp.pb.h
+  ${PROTO_OUT}/proto/updp/v1/updp.grpc.pb.cc ${PROTO_OUT}/proto/updp/v1/updp.grpc.pb.h)
+add_custom_command(
+  OUTPUT ${PROTO_GEN}
+  COMMAND protobuf::protoc
+  ARGS --proto_path=${CMAKE_SOURCE_DIR} --cpp_out=${PROTO_OUT} --grpc_out=${PROTO_OUT}
+       --plugin=protoc-gen-grpc=${GRPC_CPP_PLUGIN} ${PROTO_SRC}
+  DEPENDS ${PROTO_SRC})
+add_library(updp_proto ${PROTO_GEN})
+target_include_directories(updp_proto PUBLIC ${PROTO_OUT})
+target_link_libraries(updp_proto PUBLIC gRPC::grpc++ protobuf::libprotobuf)
+
+# Core: datasets, jobs, storage, metrics. No gRPC include anywhere below server/core.
+add_library(updp_core
+  server/core/job_manager.cc
+  server/core/metrics.cc
+  server/core/paths.cc
+  server/core/server_core.cc
+  server/core/store.cc
+  server/jobs/jobs.cc
+  server/updp/augment.cc
+  server/updp/prompt_learner.cc
+)
+target_link_libraries(updp_core PUBLIC updp_model SQLite::SQLite3 prometheus-cpp::core
+                      PkgConfig::HTTPLIB)
+target_precompile_headers(updp_core PRIVATE <torch/torch.h>)
+
+add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc)
+target_link_libraries(updp_rpc PUBLIC updp_core updp_proto gRPC::grpc++ gRPC::grpc++_reflection)
+
+add_executable(updp-server server/main.cc)
+target_link_libraries(updp-server PRIVATE updp_rpc absl::flags absl::flags_parse absl::flags_usage)
+
+add_library(updp_client client/client_lib.cc)
+target_include_directories(updp_client PUBLIC ${CMAKE_SOURCE_DIR})
+target_link_libraries(updp_client PUBLIC updp_proto absl::str_format absl::status absl::statusor absl::strings
+                      nlohmann_json::nlohmann_json)
+add_executable(updpctl client/updpctl.cc)
+target_link_libraries(updpctl PRIVATE updp_client)

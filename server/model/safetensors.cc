@@ -79,6 +79,30 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   f->path_ = path;
   f->map_ = map;
   f->map_size_ = size;
+  f->mapped_ = true;
+  if (auto st = f->Parse(); !st.ok()) return st;
+  return f;
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::FromBytes(
+    std::string bytes, const std::string& name) {
+  std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
+  f->path_ = name;
+  f->owned_ = std::move(bytes);
+  if (f->owned_.size() < 8) {
+    return absl::InvalidArgumentError(absl::StrCat(name, ": too small for a safetensors header"));
+  }
+  f->map_ = f->owned_.data();
+  f->map_size_ = f->owned_.size();
+  if (auto st = f->Parse(); !st.ok()) return st;
+  return f;
+}
+
+absl::Status SafetensorsFile::Parse() {
+  const std::string& path = path_;
+  const void* map = map_;
+  const size_t size = map_size_;
+  SafetensorsFile* f = this;
   uint64_t header_len = 0;
   std::memcpy(&header_len, map, 8);  // little-endian hosts only (x86-64, aarch64)
   if (header_len > size - 8 || header_len > (100u << 20)) {
@@ -144,11 +168,11 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     }
     f->tensors_[it.key()] = std::move(info);
   }
-  return f;
+  return absl::OkStatus();
 }
 
 SafetensorsFile::~SafetensorsFile() {
-  if (map_ != nullptr) munmap(map_, map_size_);
+  if (mapped_ && map_ != nullptr) munmap(map_, map_size_);
 }
 
 absl::StatusOr<torch::Tensor> SafetensorsFile::Get(const std::string& name,
@@ -171,6 +195,11 @@ absl::StatusOr<torch::Tensor> SafetensorsFile::Get(const std::string& name,
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata) {
+  return WriteFileAtomically(path, SerializeSafetensors(tensors, metadata));
+}
+
+std::string SerializeSafetensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                                 const std::map<std::string, std::string>& metadata) {
   std::vector<std::pair<std::string, torch::Tensor>> sorted = tensors;
   std::sort(sorted.begin(), sorted.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
@@ -198,7 +227,7 @@ absl::Status WriteSafetensors(const std::string& path,
   for (auto& c : cpu) {
     blob.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
   }
-  return WriteFileAtomically(path, blob);
+  return blob;
 }
 
 }  // namespace updp::model

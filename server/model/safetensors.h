@@ -28,6 +28,10 @@ struct TensorInfo {
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
+  // Parses an in-memory safetensors blob (kept alive by the object); `name` is used
+  // in error messages.
+  static absl::StatusOr<std::unique_ptr<SafetensorsFile>> FromBytes(std::string bytes,
+                                                                    const std::string& name);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
@@ -43,6 +47,9 @@ class SafetensorsFile {
 
  private:
   SafetensorsFile() = default;
+  absl::Status Parse();
+  std::string owned_;  // backing bytes for FromBytes (map_ points into it, not mapped)
+  bool mapped_ = false;
   std::string path_;
   void* map_ = nullptr;
   size_t map_size_ = 0;
@@ -53,6 +60,9 @@ class SafetensorsFile {
 
 // Writes tensors (any device/dtype among F32/F16/BF16/I64/I32/U8) to `path`
 // atomically: a temp file in the same directory, fsync, rename.
+// Serialises tensors (sorted by name) to safetensors bytes.
+std::string SerializeSafetensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+                                 const std::map<std::string, std::string>& metadata = {});
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata = {});

@@ -1,0 +1,118 @@
+#include "client/client_lib.h"
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <ostream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace updp::client {
+
+std::string StateName(v1::JobState s) { return v1::JobState_Name(s); }
+std::string KindName(v1::JobKind k) { return v1::JobKind_Name(k); }
+
+bool IsTerminal(v1::JobState s) {
+  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::CANCELLED || s == v1::INTERRUPTED;
+}
+
+std::string JobLine(const v1::Job& j) {
+  std::string line = absl::StrFormat("%-10s %-12s %-11s %-16s", j.job_id(), KindName(j.kind()),
+                                     StateName(j.state()), j.dataset());
+  const auto& p = j.progress();
+  if (!p.stage().empty()) absl::StrAppend(&line, " ", p.stage());
+  if (p.total() > 0) absl::StrAppend(&line, " ", p.done(), "/", p.total());
+  if (p.rate() > 0) absl::StrAppend(&line, absl::StrFormat(" %.1f/s", p.rate()));
+  if (p.has_loss()) absl::StrAppend(&line, absl::StrFormat(" loss %.4f", p.loss()));
+  if (!p.message().empty()) absl::StrAppend(&line, "  ", p.message());
+  if (!j.error().empty()) absl::StrAppend(&line, "  error: ", j.error());
+  return line;
+}
+
+std::string ProgressBar(const v1::Progress& p, int width) {
+  const double f = p.total() > 0 ? std::clamp(static_cast<double>(p.done()) / p.total(), 0.0, 1.0) : 0.0;
+  const int fill = static_cast<int>(std::lround(f * width));
+  std::string bar = "[" + std::string(fill, '#') + std::string(width - fill, '-') + "]";
+  std::string s = absl::StrFormat("%s %3d%%  %lld/%lld", bar, static_cast<int>(f * 100),
+                                  static_cast<long long>(p.done()),
+                                  static_cast<long long>(p.total()));
+  if (p.rate() > 0) {
+    absl::StrAppend(&s, absl::StrFormat("  %.1f/s", p.rate()));
+    const double left = (p.total() - p.done()) / p.rate();
+    if (left >= 0 && std::isfinite(left)) {
+      const int64_t secs = static_cast<int64_t>(left);
+      absl::StrAppend(&s, absl::StrFormat("  ETA %d:%02d", secs / 60, secs % 60));
+    }
+  }
+  if (p.has_loss()) absl::StrAppend(&s, absl::StrFormat("  loss %.4f", p.loss()));
+  if (!p.stage().empty()) absl::StrAppend(&s, "  ", p.stage());
+  return s;
+}
+
+grpc::Status Watch(v1::Updp::Stub* stub, const std::string& job_id, bool tty, std::ostream& out,
+                   v1::Job* final_job) {
+  grpc::ClientContext ctx;
+  v1::WatchJobRequest req;
+  req.set_job_id(job_id);
+  auto reader = stub->WatchJob(&ctx, req);
+  v1::JobEvent ev;
+  while (reader->Read(&ev)) {
+    *final_job = ev.job();
+    if (tty) {
+      out << "\r\033[K" << ev.job().job_id() << " " << StateName(ev.job().state()) << " "
+          << ProgressBar(ev.job().progress(), 30) << std::flush;
+    } else {
+      out << JobLine(ev.job()) << "\n";
+    }
+  }
+  if (tty) out << "\n";
+  return reader->Finish();
+}
+
+grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
+                            const std::string& path, int64_t* count) {
+  std::vector<v1::SelectedItem> items;
+  std::string token;
+  v1::GetSelectionResponse last;
+  do {
+    grpc::ClientContext ctx;
+    v1::GetSelectionRequest req;
+    req.set_job_id(job_id);
+    req.set_page_size(1000);
+    req.set_page_token(token);
+    last.Clear();
+    grpc::Status s = stub->GetSelection(&ctx, req, &last);
+    if (!s.ok()) return s;
+    items.insert(items.end(), last.items().begin(), last.items().end());
+    token = last.next_page_token();
+  } while (!token.empty());
+  std::ofstream f(path);
+  if (!f) return grpc::Status(grpc::INVALID_ARGUMENT, "--out: cannot write " + path);
+  if (absl::EndsWith(path, ".json")) {
+    nlohmann::json j = {{"job_id", job_id}, {"dataset", last.dataset()},
+                        {"strategy", last.strategy()}, {"items", nlohmann::json::array()}};
+    for (const auto& it : items) {
+      j["items"].push_back({{"rank", it.rank()}, {"item_id", it.item_id()}, {"path", it.path()},
+                            {"cluster", it.cluster()}, {"score", it.score()}});
+    }
+    f << j.dump(2) << "\n";
+  } else {
+    auto csv = [](const std::string& s) {
+      if (s.find_first_of(",\"\n") == std::string::npos) return s;
+      std::string q = "\"";
+      for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+      return q + "\"";
+    };
+    f << "rank,item_id,path,cluster,score\n";
+    for (const auto& it : items) {
+      f << it.rank() << "," << csv(it.item_id()) << "," << csv(it.path()) << "," << it.cluster()
+        << "," << absl::StrFormat("%.6g", it.score()) << "\n";
+    }
+  }
+  *count = static_cast<int64_t>(items.size());
+  return grpc::Status::OK;
+}
+
+}  // namespace updp::client

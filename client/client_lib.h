@@ -1,0 +1,36 @@
+// Client helpers shared by updpctl and the tests: formatting jobs, following a job
+// with WatchJob, and writing selections.
+#ifndef UPDP_CLIENT_CLIENT_LIB_H_
+#define UPDP_CLIENT_CLIENT_LIB_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+#include "proto/updp/v1/updp.grpc.pb.h"
+
+namespace updp::client {
+
+std::string StateName(v1::JobState s);
+std::string KindName(v1::JobKind k);
+bool IsTerminal(v1::JobState s);
+// One-line summary of a job.
+std::string JobLine(const v1::Job& j);
+// "[#####-----]  50%  500/1000  12.3 img/s  ETA 0:41" (width chars for the bar).
+std::string ProgressBar(const v1::Progress& p, int width);
+
+// Follows a job until it ends: a live bar when `tty`, else one line per event.
+// Returns the final job (or the last seen if the stream broke) and the stream status.
+grpc::Status Watch(v1::Updp::Stub* stub, const std::string& job_id, bool tty, std::ostream& out,
+                   v1::Job* final_job);
+
+// Fetches every page of a selection and writes CSV (rank,item_id,path,cluster,score)
+// or JSON (by the file extension) to `path`.
+grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
+                            const std::string& path, int64_t* count);
+
+}  // namespace updp::client
+
+#endif  // UPDP_CLIENT_CLIENT_LIB_H_

@@ -1,0 +1,390 @@
+// updpctl: the command-line client of updp-server.
+//
+//   updpctl [--addr HOST:PORT] COMMAND ...      (default $UPDP_ADDR or localhost:50051)
+//   dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
+//   dataset list | show NAME | delete NAME
+//   embed DATASET [--batch-size N] [--wait]
+//   prompt learn DATASET --name P [--epochs N] [--clusters K] [--budget B] [--context M]
+//                [--batch-size N] [--lr X] [--views V] [--seed S] [--max-items N] [--wait]
+//   prompt list | export NAME --out FILE | import NAME FILE
+//   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
+//          [--features F] [--seed N] [--labeled FILE] [--out FILE.csv|.json] [--wait]
+//   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/strip.h"
+#include "client/client_lib.h"
+
+namespace {
+
+using namespace updp;
+
+constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
+  dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
+  dataset list | show NAME | delete NAME
+  embed DATASET [--batch-size N] [--wait]
+  prompt learn DATASET --name P [--epochs N] [--clusters K] [--budget B] [--context M]
+               [--batch-size N] [--lr X] [--views V] [--seed S] [--max-items N] [--wait]
+  prompt list | export NAME --out FILE | import NAME FILE
+  select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
+         [--features F] [--seed N] [--labeled FILE] [--out FILE.csv|.json] [--wait]
+  jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
+The server address comes from --addr, else $UPDP_ADDR, else localhost:50051.
+)";
+
+const std::set<std::string> kBoolFlags = {"wait", "help"};
+
+struct Args {
+  std::vector<std::string> pos;
+  std::map<std::string, std::string> flags;
+  bool Has(const std::string& k) const { return flags.count(k) > 0; }
+  std::string Get(const std::string& k, const std::string& d = "") const {
+    auto it = flags.find(k);
+    return it == flags.end() ? d : it->second;
+  }
+};
+
+const char* StatusName(grpc::StatusCode c) {
+  static const char* const kNames[] = {
+      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  int i = static_cast<int>(c);
+  return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
+}
+
+[[noreturn]] void Die(const std::string& msg, int code = 2) {
+  std::cerr << "updpctl: " << msg << "\n";
+  std::exit(code);
+}
+
+int Fail(const grpc::Status& s) {
+  std::cerr << "updpctl: " << StatusName(s.error_code()) << ": " << s.error_message() << "\n";
+  return 1;
+}
+
+int64_t Int(const Args& a, const std::string& k, int64_t d) {
+  if (!a.Has(k)) return d;
+  int64_t v;
+  if (!absl::SimpleAtoi(a.Get(k), &v)) Die("--" + k + ": not an integer: " + a.Get(k));
+  return v;
+}
+
+double Real(const Args& a, const std::string& k, double d) {
+  if (!a.Has(k)) return d;
+  double v;
+  if (!absl::SimpleAtod(a.Get(k), &v)) Die("--" + k + ": not a number: " + a.Get(k));
+  return v;
+}
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) == 0) {
+      std::string k = s.substr(2);
+      auto eq = k.find('=');
+      if (eq != std::string::npos) {
+        a.flags[k.substr(0, eq)] = k.substr(eq + 1);
+      } else if (kBoolFlags.count(k)) {
+        a.flags[k] = "1";
+      } else {
+        if (i + 1 >= argc) Die("--" + k + " needs a value");
+        a.flags[k] = argv[++i];
+      }
+    } else {
+      a.pos.push_back(s);
+    }
+  }
+  return a;
+}
+
+std::string Need(const Args& a, size_t i, const char* what) {
+  if (a.pos.size() <= i) Die(std::string("missing ") + what + "\n" + kUsage);
+  return a.pos[i];
+}
+
+void PrintDataset(const v1::Dataset& d) {
+  std::cout << d.name() << "  " << v1::SourceKind_Name(d.source_kind()) << "  " << d.source_path()
+            << "\n  items: " << d.num_items() << "  failed: " << d.num_failed()
+            << "\n  features:";
+  for (const auto& f : d.feature_sources()) std::cout << " " << f;
+  std::cout << "\n";
+  for (const auto& f : d.failed_items()) {
+    std::cout << "  failed " << f.item_id() << ": " << f.error() << "\n";
+  }
+}
+
+class Cli {
+ public:
+  explicit Cli(const std::string& addr)
+      : stub_(v1::Updp::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()))) {}
+
+  // Prints the started job; with `wait`, follows it and fails unless it SUCCEEDED.
+  int Started(const v1::Job& j, bool wait, v1::Job* final_job = nullptr) {
+    std::cout << client::JobLine(j) << "\n";
+    if (!wait) return 0;
+    v1::Job last = j;
+    grpc::Status s = client::Watch(stub_.get(), j.job_id(), isatty(STDOUT_FILENO), std::cout, &last);
+    if (!s.ok()) return Fail(s);
+    if (final_job) *final_job = last;
+    if (last.state() != v1::SUCCEEDED) {
+      std::cerr << "updpctl: job " << last.job_id() << " ended " << client::StateName(last.state())
+                << (last.error().empty() ? "" : ": " + last.error()) << "\n";
+      return 1;
+    }
+    return 0;
+  }
+
+  int Dataset(const Args& a) {
+    std::string sub = Need(a, 1, "dataset subcommand");
+    grpc::ClientContext ctx;
+    if (sub == "register") {
+      v1::RegisterDatasetRequest req;
+      req.set_name(Need(a, 2, "dataset NAME"));
+      int sources = a.Has("images") + a.Has("manifest") + a.Has("embeddings");
+      if (sources != 1) Die("dataset register needs exactly one of --images, --manifest, --embeddings");
+      if (a.Has("images")) req.mutable_images()->set_path(a.Get("images"));
+      if (a.Has("manifest")) req.mutable_manifest()->set_path(a.Get("manifest"));
+      if (a.Has("embeddings")) {
+        req.mutable_embeddings()->set_path(a.Get("embeddings"));
+        req.mutable_embeddings()->set_ids_path(a.Get("ids"));
+      }
+      v1::Dataset d;
+      auto s = stub_->RegisterDataset(&ctx, req, &d);
+      if (!s.ok()) return Fail(s);
+      PrintDataset(d);
+      return 0;
+    }
+    if (sub == "list") {
+      v1::ListDatasetsResponse r;
+      auto s = stub_->ListDatasets(&ctx, {}, &r);
+      if (!s.ok()) return Fail(s);
+      for (const auto& d : r.datasets()) {
+        std::cout << d.name() << "  items " << d.num_items() << "  failed " << d.num_failed()
+                  << "  " << v1::SourceKind_Name(d.source_kind()) << "\n";
+      }
+      return 0;
+    }
+    if (sub == "show") {
+      v1::GetDatasetRequest req;
+      req.set_name(Need(a, 2, "dataset NAME"));
+      v1::Dataset d;
+      auto s = stub_->GetDataset(&ctx, req, &d);
+      if (!s.ok()) return Fail(s);
+      PrintDataset(d);
+      return 0;
+    }
+    if (sub == "delete") {
+      v1::DeleteDatasetRequest req;
+      req.set_name(Need(a, 2, "dataset NAME"));
+      v1::DeleteDatasetResponse r;
+      auto s = stub_->DeleteDataset(&ctx, req, &r);
+      if (!s.ok()) return Fail(s);
+      std::cout << "deleted " << req.name() << "\n";
+      return 0;
+    }
+    Die("unknown dataset subcommand '" + sub + "'");
+  }
+
+  int Embed(const Args& a) {
+    v1::StartEmbeddingRequest req;
+    req.set_dataset(Need(a, 1, "DATASET"));
+    req.set_batch_size(static_cast<int32_t>(Int(a, "batch-size", 0)));
+    grpc::ClientContext ctx;
+    v1::Job j;
+    auto s = stub_->StartEmbedding(&ctx, req, &j);
+    if (!s.ok()) return Fail(s);
+    return Started(j, a.Has("wait"));
+  }
+
+  int Prompt(const Args& a) {
+    std::string sub = Need(a, 1, "prompt subcommand");
+    grpc::ClientContext ctx;
+    if (sub == "learn") {
+      v1::LearnPromptRequest req;
+      req.set_dataset(Need(a, 2, "DATASET"));
+      if (!a.Has("name")) Die("prompt learn needs --name");
+      req.set_prompt_name(a.Get("name"));
+      req.set_epochs(static_cast<int32_t>(Int(a, "epochs", 0)));
+      req.set_num_clusters(static_cast<int32_t>(Int(a, "clusters", 0)));
+      req.set_intended_budget(static_cast<int32_t>(Int(a, "budget", 0)));
+      req.set_num_context(static_cast<int32_t>(Int(a, "context", 0)));
+      req.set_batch_size(static_cast<int32_t>(Int(a, "batch-size", 0)));
+      req.set_learning_rate(Real(a, "lr", 0));
+      req.set_views(static_cast<int32_t>(Int(a, "views", 0)));
+      req.set_seed(static_cast<uint64_t>(Int(a, "seed", 0)));
+      req.set_max_train_items(Int(a, "max-items", 0));
+      v1::Job j;
+      auto s = stub_->LearnPrompt(&ctx, req, &j);
+      if (!s.ok()) return Fail(s);
+      return Started(j, a.Has("wait"));
+    }
+    if (sub == "list") {
+      v1::ListPromptsResponse r;
+      auto s = stub_->ListPrompts(&ctx, {}, &r);
+      if (!s.ok()) return Fail(s);
+      for (const auto& p : r.prompts()) {
+        std::cout << p.name() << "  trained on " << p.trained_on_dataset() << "  M="
+                  << p.num_context() << " K=" << p.num_clusters() << "  model "
+                  << p.model_identity() << "\n";
+      }
+      return 0;
+    }
+    if (sub == "export") {
+      v1::ExportPromptRequest req;
+      req.set_name(Need(a, 2, "prompt NAME"));
+      if (!a.Has("out")) Die("prompt export needs --out FILE");
+      v1::ExportPromptResponse r;
+      auto s = stub_->ExportPrompt(&ctx, req, &r);
+      if (!s.ok()) return Fail(s);
+      std::ofstream f(a.Get("out"), std::ios::binary);
+      f << r.artifact();
+      if (!f) Die("--out: cannot write " + a.Get("out"), 1);
+      std::cout << "wrote " << a.Get("out") << " (" << r.artifact().size() << " bytes)\n";
+      return 0;
+    }
+    if (sub == "import") {
+      v1::ImportPromptRequest req;
+      req.set_name(Need(a, 2, "prompt NAME"));
+      std::string file = Need(a, 3, "artifact FILE");
+      std::ifstream f(file, std::ios::binary);
+      if (!f) Die("cannot read " + file, 1);
+      req.set_artifact(std::string(std::istreambuf_iterator<char>(f), {}));
+      v1::Prompt p;
+      auto s = stub_->ImportPrompt(&ctx, req, &p);
+      if (!s.ok()) return Fail(s);
+      std::cout << "imported " << p.name() << " (model " << p.model_identity() << ")\n";
+      return 0;
+    }
+    Die("unknown prompt subcommand '" + sub + "'");
+  }
+
+  int Select(const Args& a) {
+    v1::SelectRequest req;
+    req.set_dataset(Need(a, 1, "DATASET"));
+    if (!a.Has("budget")) Die("select needs --budget");
+    req.set_budget(Int(a, "budget", 0));
+    req.set_strategy(a.Get("strategy", a.Has("prompt") ? "updp" : "kmeans"));
+    req.set_prompt(a.Get("prompt"));
+    req.set_rule(a.Get("rule"));
+    req.set_features(a.Get("features"));
+    req.set_seed(static_cast<uint64_t>(Int(a, "seed", 0)));
+    if (a.Has("labeled")) {
+      std::ifstream f(a.Get("labeled"));
+      if (!f) Die("--labeled: cannot read " + a.Get("labeled"), 1);
+      std::string line;
+      while (std::getline(f, line)) {
+        std::string id(absl::StripAsciiWhitespace(line));
+        if (!id.empty()) req.add_labeled_ids(id);
+      }
+    }
+    grpc::ClientContext ctx;
+    v1::Job j;
+    auto s = stub_->Select(&ctx, req, &j);
+    if (!s.ok()) return Fail(s);
+    const bool out = a.Has("out");
+    v1::Job done;
+    if (int rc = Started(j, out || a.Has("wait"), &done); rc != 0) return rc;
+    if (out) {
+      int64_t n = 0;
+      auto w = client::WriteSelection(stub_.get(), j.job_id(), a.Get("out"), &n);
+      if (!w.ok()) return Fail(w);
+      std::cout << "wrote " << n << " picks to " << a.Get("out") << "\n";
+    }
+    return 0;
+  }
+
+  int Jobs(const Args& a) {
+    std::string sub = Need(a, 1, "jobs subcommand");
+    grpc::ClientContext ctx;
+    if (sub == "list") {
+      v1::ListJobsRequest req;
+      req.set_dataset(a.Get("dataset"));
+      if (a.Has("state")) {
+        v1::JobState st;
+        if (!v1::JobState_Parse(absl::AsciiStrToUpper(a.Get("state")), &st)) {
+          Die("--state: unknown state " + a.Get("state"));
+        }
+        req.set_state(st);
+      }
+      v1::ListJobsResponse r;
+      auto s = stub_->ListJobs(&ctx, req, &r);
+      if (!s.ok()) return Fail(s);
+      for (const auto& j : r.jobs()) std::cout << client::JobLine(j) << "\n";
+      return 0;
+    }
+    std::string id = Need(a, 2, "job ID");
+    if (sub == "show") {
+      v1::GetJobRequest req;
+      req.set_job_id(id);
+      v1::Job j;
+      auto s = stub_->GetJob(&ctx, req, &j);
+      if (!s.ok()) return Fail(s);
+      std::cout << client::JobLine(j) << "\n  parameters: " << j.parameters_json() << "\n";
+      if (!j.result_json().empty()) std::cout << "  result: " << j.result_json() << "\n";
+      return 0;
+    }
+    if (sub == "watch") {
+      v1::Job last;
+      auto s = client::Watch(stub_.get(), id, isatty(STDOUT_FILENO), std::cout, &last);
+      if (!s.ok()) return Fail(s);
+      return last.state() == v1::SUCCEEDED ? 0 : 1;
+    }
+    if (sub == "cancel") {
+      v1::CancelJobRequest req;
+      req.set_job_id(id);
+      v1::Job j;
+      auto s = stub_->CancelJob(&ctx, req, &j);
+      if (!s.ok()) return Fail(s);
+      std::cout << client::JobLine(j) << "\n";
+      return 0;
+    }
+    if (sub == "resume") {
+      v1::ResumeJobRequest req;
+      req.set_job_id(id);
+      v1::Job j;
+      auto s = stub_->ResumeJob(&ctx, req, &j);
+      if (!s.ok()) return Fail(s);
+      return Started(j, a.Has("wait"));
+    }
+    Die("unknown jobs subcommand '" + sub + "'");
+  }
+
+ private:
+  std::unique_ptr<v1::Updp::Stub> stub_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a = Parse(argc, argv);
+  if (a.Has("help") || a.pos.empty()) {
+    std::cout << kUsage;
+    return a.pos.empty() && !a.Has("help") ? 2 : 0;
+  }
+  std::string addr = a.Get("addr");
+  if (addr.empty()) {
+    const char* env = std::getenv("UPDP_ADDR");
+    addr = env && *env ? env : "localhost:50051";
+  }
+  Cli cli(addr);
+  const std::string& cmd = a.pos[0];
+  if (cmd == "dataset") return cli.Dataset(a);
+  if (cmd == "embed") return cli.Embed(a);
+  if (cmd == "prompt") return cli.Prompt(a);
+  if (cmd == "select") return cli.Select(a);
+  if (cmd == "jobs") return cli.Jobs(a);
+  Die("unknown command '" + cmd + "'\n" + kUsage);
+}

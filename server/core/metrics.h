@@ -1,0 +1,73 @@
+// Prometheus metrics (prometheus-cpp). Names follow the Prometheus conventions:
+// updp_ prefix, base units, _total counters, _seconds histograms. Labels only take
+// bounded values (method, code, kind, state, strategy): never job ids or paths.
+#ifndef UPDP_SERVER_CORE_METRICS_H_
+#define UPDP_SERVER_CORE_METRICS_H_
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <memory>
+#include <string>
+#include <thread>
+
+namespace httplib {
+class Server;
+}
+
+namespace updp::core {
+
+class Metrics {
+ public:
+  Metrics();
+  ~Metrics();
+
+  // Serves GET /metrics (text exposition of the prometheus-cpp registry) on
+  // host:port from a background thread. Returns false when the port cannot be bound.
+  // (Not prometheus-cpp's civetweb Exposer: civetweb starts its threads with a
+  // 100 KB stack, which glibc refuses with EINVAL once LibTorch's static TLS is
+  // loaded.) port 0 picks a free port; see bound_port().
+  bool Expose(const std::string& host, int port);
+  int bound_port() const { return bound_port_; }
+  void StopExposer();
+  std::shared_ptr<prometheus::Registry> registry() { return registry_; }
+  // Text exposition of the current values (for tests and debugging).
+  std::string Serialize() const;
+
+  void RpcFinished(const std::string& method, const std::string& code, double seconds);
+  void JobFinished(const std::string& kind, const std::string& outcome, double seconds);
+  void SetJobsInState(const std::string& kind, const std::string& state, int n);
+  void SelectionFinished(const std::string& strategy, double seconds);
+  void SetModelInfo(const std::string& name, const std::string& checkpoint,
+                    const std::string& device, const std::string& dtype);
+
+  prometheus::Gauge* queue_depth;
+  prometheus::Counter* queue_rejections;
+  prometheus::Counter* images_decoded;
+  prometheus::Counter* images_embedded;
+  prometheus::Counter* images_failed;
+  prometheus::Gauge* embedding_rate;
+  prometheus::Gauge* prompt_loss;
+  prometheus::Gauge* prompt_epoch;
+  prometheus::Gauge* model_loaded;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread http_thread_;
+  int bound_port_ = 0;
+  prometheus::Family<prometheus::Counter>* rpc_total_;
+  prometheus::Family<prometheus::Histogram>* rpc_seconds_;
+  prometheus::Family<prometheus::Gauge>* jobs_gauge_;
+  prometheus::Family<prometheus::Counter>* jobs_finished_;
+  prometheus::Family<prometheus::Histogram>* job_seconds_;
+  prometheus::Family<prometheus::Histogram>* select_seconds_;
+  prometheus::Family<prometheus::Gauge>* model_info_;
+  std::shared_ptr<prometheus::Collectable> process_;
+};
+
+}  // namespace updp::core
+
+#endif  // UPDP_SERVER_CORE_METRICS_H_

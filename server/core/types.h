@@ -1,0 +1,107 @@
+// Plain data types of the service core (no gRPC, no LibTorch).
+#ifndef UPDP_SERVER_CORE_TYPES_H_
+#define UPDP_SERVER_CORE_TYPES_H_
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace updp::core {
+
+enum class SourceKind { kUnspecified = 0, kImages = 1, kManifest = 2, kEmbeddings = 3 };
+
+// Explicit job states (cf. TF Serving's LoaderHarness). Allowed transitions:
+// QUEUED -> RUNNING | CANCELLED; RUNNING -> SUCCEEDED | FAILED | CANCELLED | INTERRUPTED;
+// INTERRUPTED | CANCELLED | FAILED -> QUEUED (ResumeJob).
+enum class JobState {
+  kUnspecified = 0,
+  kQueued = 1,
+  kRunning = 2,
+  kSucceeded = 3,
+  kFailed = 4,
+  kCancelled = 5,
+  kInterrupted = 6
+};
+enum class JobKind { kUnspecified = 0, kEmbed = 1, kLearnPrompt = 2, kSelect = 3 };
+
+inline bool IsTerminal(JobState s) {
+  return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled ||
+         s == JobState::kInterrupted;
+}
+const char* JobStateName(JobState s);
+const char* JobKindName(JobKind k);
+
+struct ItemRow {
+  int64_t idx = 0;
+  std::string item_id;
+  std::string path;  // absolute, empty for embeddings
+};
+
+struct FailedItemRow {
+  std::string item_id;
+  std::string path;
+  std::string error;
+};
+
+struct DatasetInfo {
+  std::string name;
+  SourceKind source_kind = SourceKind::kUnspecified;
+  std::string source_path;
+  int64_t num_items = 0;
+  int64_t num_failed = 0;
+  std::vector<FailedItemRow> failed_items;  // first 100
+  std::vector<std::string> feature_sources;
+  int64_t created_ms = 0;
+};
+
+struct Progress {
+  std::string stage;
+  int64_t done = 0;
+  int64_t total = 0;
+  double rate = 0;
+  std::string message;
+  std::optional<double> loss;
+};
+
+struct JobInfo {
+  std::string id;
+  JobKind kind = JobKind::kUnspecified;
+  JobState state = JobState::kUnspecified;
+  std::string dataset;
+  std::string params_json;
+  Progress progress;
+  int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
+  std::string error;
+  std::string result_json;
+};
+
+struct FeatureChunk {
+  int64_t chunk = 0;
+  int64_t count = 0;  // rows in the file
+  std::string path;   // safetensors file with "features" [n,D] and "index" [n]
+};
+
+struct SelectionRow {
+  int64_t rank = 0;
+  int64_t item_idx = 0;
+  std::string item_id;
+  std::string path;
+  int64_t cluster = -1;
+  double score = 0;
+};
+
+struct PromptInfo {
+  std::string name;
+  std::string dataset;
+  std::string model_identity;
+  int num_context = 0;
+  int num_clusters = 0;
+  std::string config_json;
+  std::string path;
+  int64_t created_ms = 0;
+};
+
+}  // namespace updp::core
+
+#endif  // UPDP_SERVER_CORE_TYPES_H_

@@ -1,0 +1,351 @@
+#include "server/rpc/service_impl.h"
+
+#include <chrono>
+#include <deque>
+#include <mutex>
+
+#include "server/rpc/convert.h"
+
+namespace updp::rpc {
+namespace {
+
+double Since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Streams a job's events. Updates arrive from the job's worker thread through a
+// non-blocking callback; progress-only updates replace the pending one (so a slow
+// client sees the latest progress, never a backlog), state changes are all kept.
+class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
+ public:
+  WatchReactor(core::ServerCore* core, const std::string& job_id)
+      : core_(core), start_(std::chrono::steady_clock::now()) {
+    auto token = core_->jobs().Subscribe(job_id, [this](const core::JobInfo& j) { OnUpdate(j); });
+    if (!token.ok()) {
+      std::lock_guard<std::mutex> l(mu_);
+      finished_ = true;
+      status_ = ToGrpc(token.status());
+      Finish(status_);
+      return;
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    token_ = *token;
+    subscribed_ = true;
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::lock_guard<std::mutex> l(mu_);
+    writing_ = false;
+    if (finished_) return;
+    if (!ok || cancelled_) {
+      FinishLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    if (sent_final_) {
+      FinishLocked(grpc::Status::OK);
+      return;
+    }
+    WriteNextLocked();
+  }
+
+  void OnCancel() override {
+    std::lock_guard<std::mutex> l(mu_);
+    cancelled_ = true;
+    if (!writing_ && !finished_) FinishLocked(grpc::Status::CANCELLED);
+  }
+
+  void OnDone() override {
+    int64_t token;
+    bool sub;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      token = token_;
+      sub = subscribed_;
+    }
+    // After Unsubscribe returns no callback can reach this object.
+    if (sub) core_->jobs().Unsubscribe(token);
+    if (core_->metrics()) {
+      core_->metrics()->RpcFinished("WatchJob", GrpcCodeName(status_.error_code()), Since(start_));
+    }
+    delete this;
+  }
+
+ private:
+  void OnUpdate(const core::JobInfo& j) {
+    std::lock_guard<std::mutex> l(mu_);
+    if (finished_ || sent_final_ || final_queued_) return;
+    if (!pending_.empty() && pending_.back().state == j.state) {
+      pending_.back() = j;
+    } else {
+      pending_.push_back(j);
+    }
+    if (core::IsTerminal(j.state)) final_queued_ = true;
+    if (!writing_) WriteNextLocked();
+  }
+
+  void WriteNextLocked() {
+    if (pending_.empty() || writing_ || finished_) return;
+    core::JobInfo j = pending_.front();
+    pending_.pop_front();
+    event_.Clear();
+    ToProto(j, event_.mutable_job());
+    const bool final = core::IsTerminal(j.state);
+    event_.set_final(final);
+    sent_final_ = final;
+    writing_ = true;
+    StartWrite(&event_);
+  }
+
+  void FinishLocked(grpc::Status s) {
+    finished_ = true;
+    status_ = s;
+    Finish(s);
+  }
+
+  core::ServerCore* core_;
+  std::chrono::steady_clock::time_point start_;
+  std::mutex mu_;
+  int64_t token_ = 0;
+  bool subscribed_ = false;
+  bool writing_ = false, finished_ = false, cancelled_ = false;
+  bool sent_final_ = false, final_queued_ = false;
+  std::deque<core::JobInfo> pending_;
+  v1::JobEvent event_;
+  grpc::Status status_ = grpc::Status::OK;
+};
+
+core::SourceKind KindOf(const v1::RegisterDatasetRequest& r, std::string* path, std::string* ids) {
+  switch (r.source_case()) {
+    case v1::RegisterDatasetRequest::kImages:
+      *path = r.images().path();
+      return core::SourceKind::kImages;
+    case v1::RegisterDatasetRequest::kManifest:
+      *path = r.manifest().path();
+      return core::SourceKind::kManifest;
+    case v1::RegisterDatasetRequest::kEmbeddings:
+      *path = r.embeddings().path();
+      *ids = r.embeddings().ids_path();
+      return core::SourceKind::kEmbeddings;
+    default:
+      return core::SourceKind::kUnspecified;
+  }
+}
+
+}  // namespace
+
+template <typename Fn>
+grpc::ServerUnaryReactor* UpdpServiceImpl::Unary(grpc::CallbackServerContext* ctx,
+                                                 const char* method, Fn fn) {
+  const auto start = std::chrono::steady_clock::now();
+  grpc::Status s;
+  try {
+    s = ToGrpc(fn());
+  } catch (const std::exception& e) {
+    s = grpc::Status(grpc::INTERNAL, e.what());
+  }
+  if (core_->metrics()) {
+    core_->metrics()->RpcFinished(method, GrpcCodeName(s.error_code()), Since(start));
+  }
+  auto* r = ctx->DefaultReactor();
+  r->Finish(s);
+  return r;
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::RegisterDataset(grpc::CallbackServerContext* ctx,
+                                                           const v1::RegisterDatasetRequest* req,
+                                                           v1::Dataset* resp) {
+  return Unary(ctx, "RegisterDataset", [&]() -> absl::Status {
+    std::string path, ids;
+    core::SourceKind kind = KindOf(*req, &path, &ids);
+    auto d = core_->RegisterDataset(req->name(), kind, path, ids);
+    if (!d.ok()) return d.status();
+    ToProto(*d, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,
+                                                      const v1::GetDatasetRequest* req,
+                                                      v1::Dataset* resp) {
+  return Unary(ctx, "GetDataset", [&]() -> absl::Status {
+    auto d = core_->GetDataset(req->name());
+    if (!d.ok()) return d.status();
+    ToProto(*d, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::ListDatasets(grpc::CallbackServerContext* ctx,
+                                                        const v1::ListDatasetsRequest*,
+                                                        v1::ListDatasetsResponse* resp) {
+  return Unary(ctx, "ListDatasets", [&]() -> absl::Status {
+    for (const auto& d : core_->ListDatasets()) ToProto(d, resp->add_datasets());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::DeleteDataset(grpc::CallbackServerContext* ctx,
+                                                         const v1::DeleteDatasetRequest* req,
+                                                         v1::DeleteDatasetResponse*) {
+  return Unary(ctx, "DeleteDataset", [&] { return core_->DeleteDataset(req->name()); });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::StartEmbedding(grpc::CallbackServerContext* ctx,
+                                                          const v1::StartEmbeddingRequest* req,
+                                                          v1::Job* resp) {
+  return Unary(ctx, "StartEmbedding", [&]() -> absl::Status {
+    auto j = core_->StartEmbedding(req->dataset(), req->batch_size());
+    if (!j.ok()) return j.status();
+    ToProto(*j, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::LearnPrompt(grpc::CallbackServerContext* ctx,
+                                                       const v1::LearnPromptRequest* req,
+                                                       v1::Job* resp) {
+  return Unary(ctx, "LearnPrompt", [&]() -> absl::Status {
+    core::LearnPromptParams p;
+    p.dataset = req->dataset();
+    p.prompt_name = req->prompt_name();
+    if (req->num_context()) p.num_context = req->num_context();
+    p.num_clusters = req->num_clusters();
+    p.intended_budget = req->intended_budget();
+    if (req->epochs()) p.epochs = req->epochs();
+    if (req->batch_size()) p.batch_size = req->batch_size();
+    if (req->learning_rate() != 0) p.learning_rate = req->learning_rate();
+    if (req->views()) p.views = req->views();
+    p.seed = req->seed();
+    if (!req->init_phrase().empty()) p.init_phrase = req->init_phrase();
+    p.max_train_items = req->max_train_items();
+    auto j = core_->LearnPrompt(p);
+    if (!j.ok()) return j.status();
+    ToProto(*j, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::Select(grpc::CallbackServerContext* ctx,
+                                                  const v1::SelectRequest* req, v1::Job* resp) {
+  return Unary(ctx, "Select", [&]() -> absl::Status {
+    core::SelectParams p;
+    p.dataset = req->dataset();
+    p.strategy = req->strategy();
+    p.budget = req->budget();
+    p.seed = req->seed();
+    p.features = req->features();
+    p.prompt = req->prompt();
+    p.labeled_ids.assign(req->labeled_ids().begin(), req->labeled_ids().end());
+    p.rule = req->rule();
+    auto j = core_->Select(p);
+    if (!j.ok()) return j.status();
+    ToProto(*j, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
+                                                  const v1::GetJobRequest* req, v1::Job* resp) {
+  return Unary(ctx, "GetJob", [&]() -> absl::Status {
+    auto j = core_->jobs().Get(req->job_id());
+    if (!j.ok()) return j.status();
+    ToProto(*j, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                    const v1::ListJobsRequest* req,
+                                                    v1::ListJobsResponse* resp) {
+  return Unary(ctx, "ListJobs", [&]() -> absl::Status {
+    for (const auto& j : core_->ListJobs(req->dataset(), FromProto(req->state()), req->limit())) {
+      // Running jobs: the live progress, not the last persisted one.
+      auto live = core_->jobs().Get(j.id);
+      ToProto(live.ok() ? *live : j, resp->add_jobs());
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
+                                                     const v1::CancelJobRequest* req,
+                                                     v1::Job* resp) {
+  return Unary(ctx, "CancelJob", [&]() -> absl::Status {
+    auto j = core_->jobs().Cancel(req->job_id());
+    if (!j.ok()) return j.status();
+    ToProto(*j, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::ResumeJob(grpc::CallbackServerContext* ctx,
+                                                     const v1::ResumeJobRequest* req,
+                                                     v1::Job* resp) {
+  return Unary(ctx, "ResumeJob", [&]() -> absl::Status {
+    auto j = core_->jobs().Resume(req->job_id());
+    if (!j.ok()) return j.status();
+    ToProto(*j, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<v1::JobEvent>* UpdpServiceImpl::WatchJob(grpc::CallbackServerContext*,
+                                                                  const v1::WatchJobRequest* req) {
+  return new WatchReactor(core_, req->job_id());
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelection(grpc::CallbackServerContext* ctx,
+                                                        const v1::GetSelectionRequest* req,
+                                                        v1::GetSelectionResponse* resp) {
+  return Unary(ctx, "GetSelection", [&]() -> absl::Status {
+    auto page = core_->GetSelection(req->job_id(), req->page_size(), req->page_token());
+    if (!page.ok()) return page.status();
+    for (const auto& r : page->items) {
+      auto* it = resp->add_items();
+      it->set_rank(r.rank);
+      it->set_item_id(r.item_id);
+      it->set_path(r.path);
+      it->set_cluster(r.cluster);
+      it->set_score(r.score);
+    }
+    resp->set_next_page_token(page->next_page_token);
+    resp->set_total(page->total);
+    resp->set_strategy(page->strategy);
+    resp->set_dataset(page->dataset);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::ListPrompts(grpc::CallbackServerContext* ctx,
+                                                       const v1::ListPromptsRequest*,
+                                                       v1::ListPromptsResponse* resp) {
+  return Unary(ctx, "ListPrompts", [&]() -> absl::Status {
+    for (const auto& p : core_->ListPrompts()) ToProto(p, resp->add_prompts());
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::ExportPrompt(grpc::CallbackServerContext* ctx,
+                                                        const v1::ExportPromptRequest* req,
+                                                        v1::ExportPromptResponse* resp) {
+  return Unary(ctx, "ExportPrompt", [&]() -> absl::Status {
+    auto p = core_->ExportPrompt(req->name());
+    if (!p.ok()) return p.status();
+    ToProto(p->first, resp->mutable_prompt());
+    resp->set_artifact(p->second);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::ImportPrompt(grpc::CallbackServerContext* ctx,
+                                                        const v1::ImportPromptRequest* req,
+                                                        v1::Prompt* resp) {
+  return Unary(ctx, "ImportPrompt", [&]() -> absl::Status {
+    auto p = core_->ImportPrompt(req->name(), req->artifact());
+    if (!p.ok()) return p.status();
+    ToProto(*p, resp);
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace updp::rpc

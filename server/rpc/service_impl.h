@@ -1,0 +1,70 @@
+// The updp.v1.Updp service on the gRPC callback API: thin handlers that convert
+// protos to core calls and absl::Status to grpc::Status (cf. TF Serving's
+// prediction_service_impl.cc over ServerCore).
+#ifndef UPDP_SERVER_RPC_SERVICE_IMPL_H_
+#define UPDP_SERVER_RPC_SERVICE_IMPL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "proto/updp/v1/updp.grpc.pb.h"
+#include "server/core/server_core.h"
+
+namespace updp::rpc {
+
+class UpdpServiceImpl final : public v1::Updp::CallbackService {
+ public:
+  explicit UpdpServiceImpl(core::ServerCore* core) : core_(core) {}
+
+  grpc::ServerUnaryReactor* RegisterDataset(grpc::CallbackServerContext* ctx,
+                                            const v1::RegisterDatasetRequest* req,
+                                            v1::Dataset* resp) override;
+  grpc::ServerUnaryReactor* GetDataset(grpc::CallbackServerContext* ctx,
+                                       const v1::GetDatasetRequest* req,
+                                       v1::Dataset* resp) override;
+  grpc::ServerUnaryReactor* ListDatasets(grpc::CallbackServerContext* ctx,
+                                         const v1::ListDatasetsRequest* req,
+                                         v1::ListDatasetsResponse* resp) override;
+  grpc::ServerUnaryReactor* DeleteDataset(grpc::CallbackServerContext* ctx,
+                                          const v1::DeleteDatasetRequest* req,
+                                          v1::DeleteDatasetResponse* resp) override;
+  grpc::ServerUnaryReactor* StartEmbedding(grpc::CallbackServerContext* ctx,
+                                           const v1::StartEmbeddingRequest* req,
+                                           v1::Job* resp) override;
+  grpc::ServerUnaryReactor* LearnPrompt(grpc::CallbackServerContext* ctx,
+                                        const v1::LearnPromptRequest* req, v1::Job* resp) override;
+  grpc::ServerUnaryReactor* Select(grpc::CallbackServerContext* ctx, const v1::SelectRequest* req,
+                                   v1::Job* resp) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
+                                   v1::Job* resp) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
+                                     const v1::ListJobsRequest* req,
+                                     v1::ListJobsResponse* resp) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* ctx,
+                                      const v1::CancelJobRequest* req, v1::Job* resp) override;
+  grpc::ServerUnaryReactor* ResumeJob(grpc::CallbackServerContext* ctx,
+                                      const v1::ResumeJobRequest* req, v1::Job* resp) override;
+  grpc::ServerWriteReactor<v1::JobEvent>* WatchJob(grpc::CallbackServerContext* ctx,
+                                                   const v1::WatchJobRequest* req) override;
+  grpc::ServerUnaryReactor* GetSelection(grpc::CallbackServerContext* ctx,
+                                         const v1::GetSelectionRequest* req,
+                                         v1::GetSelectionResponse* resp) override;
+  grpc::ServerUnaryReactor* ListPrompts(grpc::CallbackServerContext* ctx,
+                                        const v1::ListPromptsRequest* req,
+                                        v1::ListPromptsResponse* resp) override;
+  grpc::ServerUnaryReactor* ExportPrompt(grpc::CallbackServerContext* ctx,
+                                         const v1::ExportPromptRequest* req,
+                                         v1::ExportPromptResponse* resp) override;
+  grpc::ServerUnaryReactor* ImportPrompt(grpc::CallbackServerContext* ctx,
+                                         const v1::ImportPromptRequest* req,
+                                         v1::Prompt* resp) override;
+
+ private:
+  template <typename Fn>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const char* method, Fn fn);
+
+  core::ServerCore* core_;
+};
+
+}  // namespace updp::rpc
+
+#endif  // UPDP_SERVER_RPC_SERVICE_IMPL_H_
