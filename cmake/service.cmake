@@ -7,18 +7,28 @@ find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(HTTPLIB REQUIRED IMPORTED_TARGET cpp-httplib)
 
-set(PROTO_SRC ${CMAKE_SOURCE_DIR}/proto/updp/v1/updp.proto)
 set(PROTO_OUT ${CMAKE_BINARY_DIR}/gen)
 file(MAKE_DIRECTORY ${PROTO_OUT})
-set(PROTO_GEN
-  ${PROTO_OUT}/proto/updp/v1/updp.pb.cc ${PROTO_OUT}/proto/updp/v1/updp.pb.h
-  ${PROTO_OUT}/proto/updp/v1/updp.grpc.pb.cc ${PROTO_OUT}/proto/updp/v1/updp.grpc.pb.h)
-add_custom_command(
-  OUTPUT ${PROTO_GEN}
-  COMMAND protobuf::protoc
-  ARGS --proto_path=${CMAKE_SOURCE_DIR} --cpp_out=${PROTO_OUT} --grpc_out=${PROTO_OUT}
-       --plugin=protoc-gen-grpc=${GRPC_CPP_PLUGIN} ${PROTO_SRC}
-  DEPENDS ${PROTO_SRC})
+# updp_generate_grpc(OUT_VAR proto...): C++ and gRPC sources for .proto files
+# given relative to the source root.
+function(updp_generate_grpc out_var)
+  set(gen)
+  foreach(proto ${ARGN})
+    get_filename_component(dir ${proto} DIRECTORY)
+    get_filename_component(stem ${proto} NAME_WE)
+    set(files ${PROTO_OUT}/${dir}/${stem}.pb.cc ${PROTO_OUT}/${dir}/${stem}.pb.h
+              ${PROTO_OUT}/${dir}/${stem}.grpc.pb.cc ${PROTO_OUT}/${dir}/${stem}.grpc.pb.h)
+    add_custom_command(
+      OUTPUT ${files}
+      COMMAND protobuf::protoc
+      ARGS --proto_path=${CMAKE_SOURCE_DIR} --cpp_out=${PROTO_OUT} --grpc_out=${PROTO_OUT}
+           --plugin=protoc-gen-grpc=${GRPC_CPP_PLUGIN} ${CMAKE_SOURCE_DIR}/${proto}
+      DEPENDS ${CMAKE_SOURCE_DIR}/${proto})
+    list(APPEND gen ${files})
+  endforeach()
+  set(${out_var} ${gen} PARENT_SCOPE)
+endfunction()
+updp_generate_grpc(PROTO_GEN proto/updp/v1/updp.proto proto/grpc/health/v1/health.proto)
 add_library(updp_proto ${PROTO_GEN})
 target_include_directories(updp_proto PUBLIC ${PROTO_OUT})
 target_link_libraries(updp_proto PUBLIC gRPC::grpc++ protobuf::libprotobuf)

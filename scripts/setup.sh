@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every build/test dependency from Debian 12 with apt-get (idempotent) and
+# builds updp into ./build. Usage: scripts/setup.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  build-essential cmake pkg-config ccache git
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev prometheus-cpp-dev libcpp-httplib-dev
+  libtorch-dev libopenblas0-pthread
+  libgtest-dev libgmock-dev
+  libsqlite3-dev nlohmann-json3-dev zlib1g-dev
+  libopencv-imgcodecs-dev libopencv-imgproc-dev libicu-dev
+  libfaiss-dev
+  dataset-fashion-mnist
+  prometheus yamllint docker-compose curl
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if [ "${1:-}" != "--no-build" ]; then
+  JOBS="${UPDP_BUILD_JOBS:-$(nproc)}"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  cmake --build build -j "$JOBS"
+fi

@@ -1,0 +1,164 @@
+// LEARN_PROMPT jobs, prompt transfer between datasets and servers, and the updp strategy.
+#include <nlohmann/json.hpp>
+
+#include "server/model/safetensors.h"
+#include "tests/service/test_env.h"
+
+namespace updp::testing {
+namespace {
+
+class PromptServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = MakeTempDir("prompt");
+    WriteImages(root_ + "/a", 0, 160);
+    WriteImages(root_ + "/b", 1000, 80);
+    server_ = std::make_unique<Server>(root_, TinyModel(root_), 64);
+    v1::Dataset d;
+    ASSERT_TRUE(server_->Register("a", root_ + "/a", &d).ok());
+    ASSERT_TRUE(server_->Register("b", root_ + "/b", &d).ok());
+  }
+  void TearDown() override {
+    if (server_) server_->Stop();
+  }
+  v1::Job Learn(const std::string& name, int epochs) {
+    v1::LearnPromptRequest r;
+    r.set_dataset("a");
+    r.set_prompt_name(name);
+    r.set_epochs(epochs);
+    r.set_batch_size(32);
+    r.set_num_context(4);
+    r.set_intended_budget(8);
+    r.set_seed(9);
+    grpc::ClientContext c;
+    v1::Job j;
+    auto s = server_->stub()->LearnPrompt(&c, r, &j);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return j;
+  }
+  std::string Export(const std::string& name) {
+    grpc::ClientContext c;
+    v1::ExportPromptRequest r;
+    r.set_name(name);
+    v1::ExportPromptResponse resp;
+    auto s = server_->stub()->ExportPrompt(&c, r, &resp);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return resp.artifact();
+  }
+  std::string root_;
+  std::unique_ptr<Server> server_;
+};
+
+torch::Tensor Context(const std::string& artifact) {
+  auto f = model::SafetensorsFile::FromBytes(artifact, "artifact");
+  return *(*f)->Get("context");
+}
+
+TEST_F(PromptServiceTest, LearnExportImportAndSelectOnAnotherDataset) {
+  v1::Job job = Learn("pa", 3);
+  EXPECT_EQ(job.kind(), v1::LEARN_PROMPT);
+  v1::Job done = server_->WaitJob(job.job_id());
+  ASSERT_EQ(done.state(), v1::SUCCEEDED) << done.error();
+  EXPECT_TRUE(done.progress().has_loss());
+  auto hist = nlohmann::json::parse(done.result_json())["history"];
+  ASSERT_EQ(hist.size(), 3u);
+  {
+    grpc::ClientContext c;
+    v1::ListPromptsResponse r;
+    ASSERT_TRUE(server_->stub()->ListPrompts(&c, {}, &r).ok());
+    ASSERT_EQ(r.prompts_size(), 1);
+    EXPECT_EQ(r.prompts(0).trained_on_dataset(), "a");
+    EXPECT_EQ(r.prompts(0).num_clusters(), 8);
+  }
+  std::string art = Export("pa");
+  ASSERT_FALSE(art.empty());
+  // Import under a new name, then select on dataset b (never embedded: the updp job
+  // computes its image and prompted features in one decoding pass).
+  {
+    grpc::ClientContext c;
+    v1::ImportPromptRequest r;
+    r.set_name("pa-copy");
+    r.set_artifact(art);
+    v1::Prompt p;
+    ASSERT_TRUE(server_->stub()->ImportPrompt(&c, r, &p).ok());
+    EXPECT_EQ(p.trained_on_dataset(), "a");
+    grpc::ClientContext c2;
+    EXPECT_EQ(server_->stub()->ImportPrompt(&c2, r, &p).error_code(), grpc::ALREADY_EXISTS);
+    grpc::ClientContext c3;
+    r.set_name("junk");
+    r.set_artifact("not a prompt");
+    EXPECT_EQ(server_->stub()->ImportPrompt(&c3, r, &p).error_code(), grpc::INVALID_ARGUMENT);
+  }
+  for (const char* rule : {"kmeans", "cluster-head"}) {
+    v1::SelectRequest s;
+    s.set_dataset(std::string(rule) == "kmeans" ? "b" : "a");
+    s.set_strategy("updp");
+    s.set_prompt("pa-copy");
+    s.set_rule(rule);
+    s.set_budget(8);
+    grpc::ClientContext c;
+    v1::Job j;
+    ASSERT_TRUE(server_->stub()->Select(&c, s, &j).ok());
+    v1::Job sel = server_->WaitJob(j.job_id());
+    ASSERT_EQ(sel.state(), v1::SUCCEEDED) << rule << ": " << sel.error();
+    grpc::ClientContext gc;
+    v1::GetSelectionRequest gr;
+    gr.set_job_id(j.job_id());
+    v1::GetSelectionResponse resp;
+    ASSERT_TRUE(server_->stub()->GetSelection(&gc, gr, &resp).ok());
+    EXPECT_EQ(resp.total(), 8) << rule;
+  }
+  grpc::ClientContext dc;
+  v1::GetDatasetRequest dr;
+  dr.set_name("b");
+  v1::Dataset d;
+  ASSERT_TRUE(server_->stub()->GetDataset(&dc, dr, &d).ok());
+  EXPECT_EQ(d.feature_sources_size(), 2);  // image + prompt:pa-copy, from one pass
+
+  // A server with another checkpoint refuses the prompt.
+  std::string other = MakeTempDir("prompt_other");
+  Server s2(other, TinyModel(other, 1, "small"));
+  grpc::ClientContext c;
+  v1::ImportPromptRequest r;
+  r.set_name("pa");
+  r.set_artifact(art);
+  v1::Prompt p;
+  grpc::Status st = s2.stub()->ImportPrompt(&c, r, &p);
+  EXPECT_EQ(st.error_code(), grpc::FAILED_PRECONDITION);
+  EXPECT_NE(st.error_message().find("incompatible"), std::string::npos) << st.error_message();
+  s2.Stop();
+}
+
+TEST_F(PromptServiceTest, CancelledAndResumedJobEqualsUninterrupted) {
+  v1::Job ref = Learn("ref", 6);
+  ASSERT_EQ(server_->WaitJob(ref.job_id()).state(), v1::SUCCEEDED);
+
+  v1::Job job = Learn("cut", 6);
+  for (int i = 0; i < 20000; ++i) {
+    v1::Job j = server_->GetJob(job.job_id());
+    if (j.progress().stage() == "train" && j.progress().done() >= 2) break;
+    ASSERT_FALSE(j.state() == v1::SUCCEEDED || j.state() == v1::FAILED);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  grpc::ClientContext c;
+  v1::CancelJobRequest cr;
+  cr.set_job_id(job.job_id());
+  v1::Job j;
+  ASSERT_TRUE(server_->stub()->CancelJob(&c, cr, &j).ok());
+  v1::Job cancelled = server_->WaitJob(job.job_id());
+  if (cancelled.state() == v1::CANCELLED) {
+    EXPECT_LT(cancelled.progress().done(), 6);
+    grpc::ClientContext rc;
+    v1::ResumeJobRequest rr;
+    rr.set_job_id(job.job_id());
+    ASSERT_TRUE(server_->stub()->ResumeJob(&rc, rr, &j).ok());
+    ASSERT_EQ(server_->WaitJob(job.job_id()).state(), v1::SUCCEEDED);
+  } else {
+    // The last epoch finished before the cancel arrived; the comparison still holds.
+    ASSERT_EQ(cancelled.state(), v1::SUCCEEDED);
+  }
+  EXPECT_TRUE(torch::equal(Context(Export("ref")), Context(Export("cut"))));
+}
+
+}  // namespace
+}  // namespace updp::testing

@@ -1,0 +1,132 @@
+// Shared helpers for service tests: a temp workspace, a tiny checkpoint, Fashion-MNIST
+// PNGs, and an in-process updp server on a real loopback port.
+#ifndef UPDP_TESTS_SERVICE_TEST_ENV_H_
+#define UPDP_TESTS_SERVICE_TEST_ENV_H_
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "proto/updp/v1/updp.grpc.pb.h"
+#include "server/core/metrics.h"
+#include "server/model/test_model.h"
+#include "server/rpc/server.h"
+#include "tools/fmnist_lib.h"
+
+namespace updp::testing {
+
+namespace fs = std::filesystem;
+
+inline std::string MakeTempDir(const std::string& tag) {
+  std::string tmpl = ::testing::TempDir() + "/updp_" + tag + "_XXXXXX";
+  char* d = mkdtemp(tmpl.data());
+  return fs::canonical(d).string();
+}
+
+// Writes `n` Fashion-MNIST training images (from `offset`) as PNG into `dir`.
+inline void WriteImages(const std::string& dir, int offset, int n) {
+  static auto* data = new absl::StatusOr<tools::FashionMnist>(tools::LoadFashionMnist("train"));
+  ASSERT_TRUE(data->ok()) << data->status();
+  ASSERT_TRUE(tools::ExportFashionMnistPng(**data, dir, offset, n).ok());
+  fs::remove(dir + "/labels.txt");
+  fs::remove(dir + "/labels.npy");
+}
+
+inline std::string TinyModel(const std::string& root, uint64_t seed = 3, const char* preset = "tiny") {
+  std::string dir = root + "/model-" + preset + "-" + std::to_string(seed);
+  if (!fs::exists(dir + "/model.safetensors")) {
+    auto cfg = model::PresetConfig(preset);
+    EXPECT_TRUE(model::WriteRandomCheckpoint(dir, *cfg, seed).ok());
+  }
+  return dir;
+}
+
+class Server {
+ public:
+  Server(const std::string& root, const std::string& model_dir, int chunk_size = 64,
+         int queue_capacity = 64) {
+    opts_.data_dir = root + "/data";
+    opts_.model_dir = model_dir;
+    opts_.allowed_roots = {root};
+    opts_.chunk_size = chunk_size;
+    opts_.embed_batch_size = 16;
+    opts_.queue_capacity = queue_capacity;
+    Start();
+  }
+  void Start() {
+    auto s = rpc::UpdpServer::Start(opts_, "127.0.0.1:0", &metrics_);
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = std::move(*s);
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::Updp::NewStub(channel_);
+  }
+  void Stop(int64_t grace_ms = 10000) {
+    stub_.reset();
+    channel_.reset();
+    server_->Shutdown(grace_ms);
+    server_.reset();
+  }
+  v1::Updp::Stub* stub() { return stub_.get(); }
+  std::shared_ptr<grpc::Channel> channel() { return channel_; }
+  rpc::UpdpServer& server() { return *server_; }
+  core::Metrics& metrics() { return metrics_; }
+  core::ServerOptions& options() { return opts_; }
+
+  // Unary helpers returning the status; the response goes to *out.
+  grpc::Status Register(const std::string& name, const std::string& images, v1::Dataset* out) {
+    v1::RegisterDatasetRequest r;
+    r.set_name(name);
+    r.mutable_images()->set_path(images);
+    grpc::ClientContext c;
+    return stub_->RegisterDataset(&c, r, out);
+  }
+  v1::Job Embed(const std::string& ds) {
+    v1::StartEmbeddingRequest r;
+    r.set_dataset(ds);
+    grpc::ClientContext c;
+    v1::Job j;
+    auto s = stub_->StartEmbedding(&c, r, &j);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return j;
+  }
+  v1::Job GetJob(const std::string& id) {
+    v1::GetJobRequest r;
+    r.set_job_id(id);
+    grpc::ClientContext c;
+    v1::Job j;
+    EXPECT_TRUE(stub_->GetJob(&c, r, &j).ok());
+    return j;
+  }
+  // Polls until the job is in a terminal state (or `timeout_s`).
+  v1::Job WaitJob(const std::string& id, double timeout_s = 120) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+    v1::Job j;
+    while (std::chrono::steady_clock::now() < end) {
+      j = GetJob(id);
+      if (j.state() == v1::SUCCEEDED || j.state() == v1::FAILED || j.state() == v1::CANCELLED ||
+          j.state() == v1::INTERRUPTED) {
+        return j;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ADD_FAILURE() << "job " << id << " did not finish; state " << v1::JobState_Name(j.state());
+    return j;
+  }
+
+ private:
+  core::ServerOptions opts_;
+  core::Metrics metrics_;
+  std::unique_ptr<rpc::UpdpServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::Updp::Stub> stub_;
+};
+
+}  // namespace updp::testing
+
+#endif  // UPDP_TESTS_SERVICE_TEST_ENV_H_
