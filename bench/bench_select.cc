@@ -1,0 +1,152 @@
+// updp-bench-select: time and peak memory of each selection strategy on synthetic
+// clustered features (float16, L2-normalised), and k-means against FAISS with the
+// same K, training sample and iteration count.
+//
+//   updp-bench-select --n 10000,100000,1000000 --d 256 --budgets 100,1000 \
+//       --strategies random,kmeans,kcenter,typiclust,usl,activeft,probcover --faiss
+//
+// Each run happens in a forked child so its peak RSS (getrusage) is its own; the
+// shared input matrix is counted in every child's figure.
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_split.h"
+#include "server/select/strategies.h"
+#ifdef UPDP_HAVE_FAISS
+#include <faiss/Clustering.h>
+#include <faiss/IndexFlat.h>
+#endif
+
+ABSL_FLAG(std::vector<std::string>, n, (std::vector<std::string>{"10000", "100000", "1000000"}),
+          "dataset sizes");
+ABSL_FLAG(int, d, 256, "feature dimension");
+ABSL_FLAG(std::vector<std::string>, budgets, (std::vector<std::string>{"100", "1000"}), "budgets");
+ABSL_FLAG(std::vector<std::string>, strategies,
+          (std::vector<std::string>{"random", "kmeans", "kcenter", "typiclust", "usl", "activeft",
+                                    "probcover"}),
+          "strategies to run");
+ABSL_FLAG(bool, faiss, true, "also run FAISS k-means with the same settings");
+ABSL_FLAG(int, iterations, 10, "k-means iterations (updp and FAISS)");
+ABSL_FLAG(int, points_per_centroid, 256, "k-means training sample per centroid");
+ABSL_FLAG(int, threads, 0, "intra-op threads (0 = LibTorch default)");
+
+namespace {
+
+struct Result {
+  double seconds = -1;
+  double peak_mb = -1;
+  int picks = -1;
+};
+
+Result InChild(const std::function<int()>& fn) {
+  int fds[2];
+  if (pipe(fds) != 0) return {};
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    auto t0 = std::chrono::steady_clock::now();
+    int picks = fn();
+    Result r;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    r.peak_mb = ru.ru_maxrss / 1024.0;
+    r.picks = picks;
+    (void)!write(fds[1], &r, sizeof(r));
+    _exit(0);
+  }
+  close(fds[1]);
+  Result r;
+  if (read(fds[0], &r, sizeof(r)) != sizeof(r)) r = Result{};
+  close(fds[0]);
+  int st;
+  waitpid(pid, &st, 0);
+  return r;
+}
+
+// A mixture of 2000 Gaussian clusters on the unit sphere.
+torch::Tensor MakeData(int64_t n, int64_t d) {
+  torch::manual_seed(42);
+  const int64_t k = 2000;
+  torch::Tensor centres = torch::nn::functional::normalize(
+      torch::randn({k, d}), torch::nn::functional::NormalizeFuncOptions().dim(1));
+  torch::Tensor out = torch::empty({n, d}, torch::kFloat16);
+  for (int64_t b = 0; b < n; b += 65536) {
+    const int64_t len = std::min<int64_t>(65536, n - b);
+    torch::Tensor which = torch::randint(k, {len}, torch::kLong);
+    torch::Tensor x = centres.index_select(0, which) + 0.05 * torch::randn({len, d});
+    out.narrow(0, b, len).copy_(torch::nn::functional::normalize(
+        x, torch::nn::functional::NormalizeFuncOptions().dim(1)));
+  }
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::ParseCommandLine(argc, argv);
+  if (int t = absl::GetFlag(FLAGS_threads); t > 0) torch::set_num_threads(t);
+  const int d = absl::GetFlag(FLAGS_d);
+  std::printf("| N | B | strategy | seconds | peak RSS (MB) | picks |\n|---|---|---|---|---|---|\n");
+  for (const auto& ns : absl::GetFlag(FLAGS_n)) {
+    const int64_t n = std::stoll(ns);
+    torch::Tensor x = MakeData(n, d);
+    for (const auto& bs : absl::GetFlag(FLAGS_budgets)) {
+      const int64_t b = std::stoll(bs);
+      double updp_kmeans = -1;
+      for (const auto& s : absl::GetFlag(FLAGS_strategies)) {
+        Result r = InChild([&] {
+          updp::select::SelectOptions o;
+          o.strategy = s;
+          o.budget = b;
+          o.seed = 1;
+          o.kmeans_iterations = absl::GetFlag(FLAGS_iterations);
+          o.kmeans_points_per_centroid = absl::GetFlag(FLAGS_points_per_centroid);
+          auto picks = updp::select::Select(x, o);
+          return picks.ok() ? static_cast<int>(picks->size()) : -1;
+        });
+        if (s == "kmeans") updp_kmeans = r.seconds;
+        std::printf("| %lld | %lld | %s | %.2f | %.0f | %d |\n", static_cast<long long>(n),
+                    static_cast<long long>(b), s.c_str(), r.seconds, r.peak_mb, r.picks);
+        std::fflush(stdout);
+      }
+#ifdef UPDP_HAVE_FAISS
+      if (absl::GetFlag(FLAGS_faiss)) {
+        Result r = InChild([&] {
+          // Same work as updp's kmeans: train on <= 256*K points, then one nearest-item
+          // pass over all N (FAISS: assign every point to its centroid).
+          torch::Tensor xf = x.to(torch::kFloat32).contiguous();
+          faiss::ClusteringParameters cp;
+          cp.niter = absl::GetFlag(FLAGS_iterations);
+          cp.max_points_per_centroid = absl::GetFlag(FLAGS_points_per_centroid);
+          cp.seed = 1;
+          faiss::Clustering km(d, static_cast<int>(b), cp);
+          faiss::IndexFlatL2 index(d);
+          km.train(n, xf.data_ptr<float>(), index);
+          std::vector<float> dist(n);
+          std::vector<faiss::Index::idx_t> lab(n);
+          index.search(n, xf.data_ptr<float>(), 1, dist.data(), lab.data());
+          return static_cast<int>(b);
+        });
+        std::printf("| %lld | %lld | faiss-kmeans | %.2f | %.0f | %d |\n", static_cast<long long>(n),
+                    static_cast<long long>(b), r.seconds, r.peak_mb, r.picks);
+        if (updp_kmeans > 0 && r.seconds > 0) {
+          std::printf("| %lld | %lld | kmeans / faiss time ratio | %.2f | | |\n",
+                      static_cast<long long>(n), static_cast<long long>(b), updp_kmeans / r.seconds);
+        }
+        std::fflush(stdout);
+      }
+#endif
+    }
+  }
+  return 0;
+}

@@ -10,8 +10,10 @@
 //   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
 //          [--features F] [--seed N] [--labeled FILE] [--out FILE.csv|.json] [--wait]
 //   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
+//   health [--service NAME] [--timeout SECONDS]
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -24,6 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "client/client_lib.h"
+#include "proto/grpc/health/v1/health.grpc.pb.h"
 
 namespace {
 
@@ -39,6 +42,7 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
          [--features F] [--seed N] [--labeled FILE] [--out FILE.csv|.json] [--wait]
   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
+  health [--service NAME] [--timeout SECONDS]   (exit 0 only when SERVING)
 The server address comes from --addr, else $UPDP_ADDR, else localhost:50051.
 )";
 
@@ -129,7 +133,23 @@ void PrintDataset(const v1::Dataset& d) {
 class Cli {
  public:
   explicit Cli(const std::string& addr)
-      : stub_(v1::Updp::NewStub(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials()))) {}
+      : channel_(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials())),
+        stub_(v1::Updp::NewStub(channel_)) {}
+
+  // grpc.health.v1 check, for container HEALTHCHECKs and scripts.
+  int Health(const Args& a) {
+    auto stub = grpc::health::v1::Health::NewStub(channel_);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::milliseconds(static_cast<int64_t>(Real(a, "timeout", 3) * 1000)));
+    grpc::health::v1::HealthCheckRequest req;
+    req.set_service(a.Get("service", "updp.v1.Updp"));
+    grpc::health::v1::HealthCheckResponse resp;
+    auto s = stub->Check(&ctx, req, &resp);
+    if (!s.ok()) return Fail(s);
+    std::cout << grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status()) << "\n";
+    return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
+  }
 
   // Prints the started job; with `wait`, follows it and fails unless it SUCCEEDED.
   int Started(const v1::Job& j, bool wait, v1::Job* final_job = nullptr) {
@@ -363,6 +383,7 @@ class Cli {
   }
 
  private:
+  std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Updp::Stub> stub_;
 };
 
@@ -386,5 +407,6 @@ int main(int argc, char** argv) {
   if (cmd == "prompt") return cli.Prompt(a);
   if (cmd == "select") return cli.Select(a);
   if (cmd == "jobs") return cli.Jobs(a);
+  if (cmd == "health") return cli.Health(a);
   Die("unknown command '" + cmd + "'\n" + kUsage);
 }

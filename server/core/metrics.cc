@@ -111,6 +111,10 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
                       .Help("Epoch of the running LEARN_PROMPT job.").Register(r).Add({});
   model_loaded = &BuildGauge().Name("updp_model_loaded")
                       .Help("1 when the BLIP-2 model is loaded and serving.").Register(r).Add({});
+  device_memory_allocated = &BuildGauge().Name("updp_device_memory_allocated_bytes")
+      .Help("Device memory held by tensors (CUDA caching allocator); 0 on CPU.").Register(r).Add({});
+  device_memory_reserved = &BuildGauge().Name("updp_device_memory_reserved_bytes")
+      .Help("Device memory reserved by the CUDA caching allocator; 0 on CPU.").Register(r).Add({});
   BuildGauge().Name("updp_build_info").Help("Build information (constant 1).").Register(r)
       .Add({{"version", "0.1.0"}, {"compiler", __VERSION__}}).Set(1);
   process_ = std::make_shared<ProcessCollector>();
@@ -145,7 +149,8 @@ void Metrics::StopExposer() {
   http_.reset();
 }
 
-std::string Metrics::Serialize() const {
+std::string Metrics::Serialize() {
+  if (refresh_device) refresh_device(*this);
   auto families = registry_->Collect();
   auto proc = process_->Collect();
   families.insert(families.end(), proc.begin(), proc.end());

@@ -9,6 +9,7 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -34,7 +35,7 @@ class Metrics {
   void StopExposer();
   std::shared_ptr<prometheus::Registry> registry() { return registry_; }
   // Text exposition of the current values (for tests and debugging).
-  std::string Serialize() const;
+  std::string Serialize();
 
   void RpcFinished(const std::string& method, const std::string& code, double seconds);
   void JobFinished(const std::string& kind, const std::string& outcome, double seconds);
@@ -52,6 +53,11 @@ class Metrics {
   prometheus::Gauge* prompt_loss;
   prometheus::Gauge* prompt_epoch;
   prometheus::Gauge* model_loaded;
+  // CUDA caching-allocator bytes of the model's device (0 when the device is the CPU).
+  prometheus::Gauge* device_memory_allocated;
+  prometheus::Gauge* device_memory_reserved;
+  // Called at scrape time to refresh device gauges (set when the device is CUDA).
+  std::function<void(Metrics&)> refresh_device;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;

@@ -23,6 +23,10 @@
 #include "server/updp/augment.h"
 #include "server/updp/prompt_learner.h"
 
+#ifdef UPDP_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
 namespace updp::core {
 
 namespace fs = std::filesystem;
@@ -104,6 +108,18 @@ absl::Status ServerCore::LoadModel() {
     metrics_->SetModelInfo("blip2-itm", model_->identity(), options_.device,
                            model::DtypeToString(*dtype));
     metrics_->model_loaded->Set(1);
+#ifdef UPDP_WITH_CUDA
+    if (device->is_cuda()) {
+      const auto index = device->index() < 0 ? 0 : device->index();
+      metrics_->refresh_device = [index](Metrics& m) {
+        // Index 0 of each stat array is the aggregate over pool types in every
+        // LibTorch version.
+        auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+        m.device_memory_allocated->Set(static_cast<double>(stats.allocated_bytes[0].current));
+        m.device_memory_reserved->Set(static_cast<double>(stats.reserved_bytes[0].current));
+      };
+    }
+#endif
   }
   return absl::OkStatus();
 }

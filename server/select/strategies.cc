@@ -6,7 +6,11 @@
 #include <numeric>
 #include <queue>
 #include <random>
+#include <thread>
 #include <unordered_set>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -14,7 +18,9 @@
 namespace updp::select {
 namespace {
 
-constexpr int64_t kChunk = 32768;
+// Row chunk for distance blocks: [kChunk x K] floats stay small enough to be reused
+// from the heap instead of being mmapped (and page-faulted) afresh per chunk.
+constexpr int64_t kChunk = 4096;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 struct Ctx {
@@ -27,11 +33,13 @@ struct Ctx {
   bool Cancelled() const { return cancelled && cancelled(); }
 };
 
-// Squared Euclidean distances between rows of a [n,D] and b [m,D] (float32).
+// Squared Euclidean distances between rows of a [n,D] and b [m,D] (float32):
+// |a|^2 + |b|^2 - 2 a.b with a single [n,m] buffer (addmm, then in-place ops).
 torch::Tensor SqDist(const torch::Tensor& a, const torch::Tensor& b) {
-  torch::Tensor aa = a.pow(2).sum(1, true);
   torch::Tensor bb = b.pow(2).sum(1).unsqueeze(0);
-  return (aa + bb - 2.0 * torch::mm(a, b.t())).clamp_min_(0.0);
+  torch::Tensor d = torch::addmm(bb, a, b.t(), /*beta=*/1.0, /*alpha=*/-2.0);
+  d.add_(a.pow(2).sum(1, true));
+  return d.clamp_min_(0.0);
 }
 
 std::vector<int64_t> RandomSample(int64_t n, int64_t k, std::mt19937_64& rng) {
@@ -67,24 +75,29 @@ torch::Tensor Rows(const torch::Tensor& x, const std::vector<int64_t>& idx) {
 torch::Tensor KMeansPlusPlus(const torch::Tensor& x, int64_t k, std::mt19937_64& rng) {
   const int64_t n = x.size(0);
   const int trials = 2 + static_cast<int>(std::log(static_cast<double>(k)));
-  std::vector<int64_t> centers;
-  centers.push_back(std::uniform_int_distribution<int64_t>(0, n - 1)(rng));
-  torch::Tensor d = SqDist(x, x[centers[0]].unsqueeze(0)).squeeze(1);
+  torch::Tensor xx = x.pow(2).sum(1, true);  // [n,1], reused by every step
+  auto dist_to = [&](const std::vector<int64_t>& rows) {
+    torch::Tensor c = Rows(x, rows);
+    torch::Tensor d = torch::addmm(c.pow(2).sum(1).unsqueeze(0), x, c.t(), 1.0, -2.0);
+    return d.add_(xx).clamp_min_(0.0);  // [n, rows]
+  };
+  std::vector<int64_t> centers{std::uniform_int_distribution<int64_t>(0, n - 1)(rng)};
+  torch::Tensor d = dist_to(centers).squeeze(1).contiguous();
+  std::vector<double> cum(n);
   for (int64_t c = 1; c < k; ++c) {
-    torch::Tensor cum = d.to(torch::kFloat64).cumsum(0);
-    const double total = cum[n - 1].item<double>();
+    const float* dp = d.data_ptr<float>();
+    double total = 0;
+    for (int64_t i = 0; i < n; ++i) cum[i] = (total += dp[i]);
     std::vector<int64_t> cand;
     for (int t = 0; t < trials; ++t) {
       if (total <= 0.0) {
         cand.push_back(std::uniform_int_distribution<int64_t>(0, n - 1)(rng));
       } else {
         double r = std::uniform_real_distribution<double>(0.0, total)(rng);
-        cand.push_back(std::min<int64_t>(
-            n - 1,
-            torch::searchsorted(cum, torch::tensor({r}, torch::kFloat64)).item<int64_t>()));
+        cand.push_back(std::min<int64_t>(n - 1, std::upper_bound(cum.begin(), cum.end(), r) - cum.begin()));
       }
     }
-    torch::Tensor nd = torch::minimum(d.unsqueeze(1), SqDist(x, Rows(x, cand)));  // [n,trials]
+    torch::Tensor nd = torch::minimum(d.unsqueeze(1), dist_to(cand));  // [n,trials]
     int64_t best = nd.sum(0).argmin().item<int64_t>();
     centers.push_back(cand[best]);
     d = nd.select(1, best).contiguous();
@@ -190,98 +203,133 @@ std::vector<Pick> RunKMeans(const torch::Tensor& x, int64_t want, const std::vec
   return picks;
 }
 
-// Greedy k-center with triangle-inequality pruning: a point i assigned to centre s
-// can only move to the new centre c if ||c - s|| < 2 d_i, so whole clusters whose
-// radius is below ||c - s|| / 2 are skipped.
+// One fused pass of greedy k-center: min-distance update against centre `c`
+// (squared distance |x|^2 + |c|^2 - 2 x.c) and the farthest non-excluded row.
+struct Farthest {
+  float dist = -1.0f;
+  int64_t index = -1;
+};
+
+float Dot(const float* a, const float* b, int64_t d) {
+  float s = 0;
+  for (int64_t k = 0; k < d; ++k) s += a[k] * b[k];
+  return s;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma"))) float DotAvx2(const float* a, const float* b, int64_t d) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= d; k += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), s1);
+  }
+  s0 = _mm256_add_ps(s0, s1);
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+  h = _mm_hadd_ps(h, h);
+  h = _mm_hadd_ps(h, h);
+  float s = _mm_cvtss_f32(h);
+  for (; k < d; ++k) s += a[k] * b[k];
+  return s;
+}
+#endif
+
+using DotFn = float (*)(const float*, const float*, int64_t);
+
+DotFn BestDot() {
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return DotAvx2;
+#endif
+  return Dot;
+}
+
+class KCenterState {
+ public:
+  KCenterState(const torch::Tensor& x, const std::vector<char>& excluded)
+      : x_(x), excluded_(excluded), n_(x.size(0)), d_(x.size(1)), mind_(n_, kInf),
+        norms_(n_), dot_(BestDot()) {
+    const float* X = x_.data_ptr<float>();
+    for (int64_t i = 0; i < n_; ++i) norms_[i] = dot_(X + i * d_, X + i * d_, d_);
+    threads_ = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
+  }
+  // Lowers the min distances with centre row `c`; returns the farthest row.
+  Farthest Add(int64_t c) {
+    const float* X = x_.data_ptr<float>();
+    std::vector<float> cv(X + c * d_, X + (c + 1) * d_);
+    const float cn = norms_[c];
+    std::vector<Farthest> part(threads_);
+    auto work = [&](int t) {
+      const int64_t lo = n_ * t / threads_, hi = n_ * (t + 1) / threads_;
+      Farthest f;
+      for (int64_t i = lo; i < hi; ++i) {
+        const float dist = std::max(0.0f, norms_[i] + cn - 2.0f * dot_(X + i * d_, cv.data(), d_));
+        if (dist < mind_[i]) mind_[i] = dist;
+        if (!excluded_[i] && mind_[i] > f.dist) f = {mind_[i], i};
+      }
+      part[t] = f;
+    };
+    std::vector<std::thread> pool;
+    for (int t = 1; t < threads_; ++t) pool.emplace_back(work, t);
+    work(0);
+    for (auto& th : pool) th.join();
+    Farthest best;
+    for (const auto& f : part) {
+      if (f.dist > best.dist) best = f;
+    }
+    return best;
+  }
+  // Initialises min distances against many centres at once (GEMM, chunked).
+  Farthest AddMany(const std::vector<int64_t>& rows) {
+    auto [assign, dist] = AssignNearest(x_, Rows(x_, rows));
+    auto da = dist.accessor<float, 1>();
+    Farthest best;
+    for (int64_t i = 0; i < n_; ++i) {
+      mind_[i] = std::min(mind_[i], da[i]);
+      if (!excluded_[i] && mind_[i] > best.dist) best = {mind_[i], i};
+    }
+    return best;
+  }
+
+ private:
+  torch::Tensor x_;
+  const std::vector<char>& excluded_;
+  int64_t n_, d_;
+  std::vector<float> mind_, norms_;
+  DotFn dot_;
+  int threads_ = 1;
+};
+
+// Greedy k-center (core-set): repeatedly add the point farthest from all centres.
+// Exact; one fused pass over the data per pick.
 std::vector<Pick> RunKCenter(const torch::Tensor& x, int64_t want,
                              const std::vector<char>& excluded, const Ctx& ctx) {
-  const int64_t n = x.size(0), dim = x.size(1);
-  const float* X = x.data_ptr<float>();
-  std::vector<float> dist(n, kInf);  // distance (not squared) to nearest centre
-  std::vector<int32_t> owner(n, -1);
-  std::vector<std::vector<int64_t>> members;
-  std::vector<int64_t> centres;
-  auto l2 = [&](int64_t i, const float* c) {
-    const float* a = X + i * dim;
-    float s = 0;
-    for (int64_t d = 0; d < dim; ++d) {
-      float t = a[d] - c[d];
-      s += t * t;
-    }
-    return std::sqrt(s);
-  };
+  const int64_t n = x.size(0);
+  KCenterState st(x, excluded);
   std::vector<Pick> picks;
-  auto add_centre = [&](int64_t idx, bool is_pick) {
-    const int32_t cid = static_cast<int32_t>(centres.size());
-    std::vector<float> cv(X + idx * dim, X + (idx + 1) * dim);
-    centres.push_back(idx);
-    members.emplace_back();
-    if (cid == 0) {
-      for (int64_t i = 0; i < n; ++i) {
-        dist[i] = l2(i, cv.data());
-        owner[i] = 0;
-      }
-      members[0].resize(n);
-      std::iota(members[0].begin(), members[0].end(), 0);
-    } else {
-      for (int32_t s = 0; s < cid; ++s) {
-        auto& mem = members[s];
-        if (mem.empty()) continue;
-        const float cs = l2(centres[s], cv.data());
-        std::vector<int64_t> keep;
-        keep.reserve(mem.size());
-        for (int64_t i : mem) {
-          if (cs >= 2.0f * dist[i]) {
-            keep.push_back(i);
-            continue;
-          }
-          float d = l2(i, cv.data());
-          if (d < dist[i]) {
-            dist[i] = d;
-            owner[i] = cid;
-            members[cid].push_back(i);
-          } else {
-            keep.push_back(i);
-          }
-        }
-        mem.swap(keep);
-      }
-    }
-    if (is_pick) picks.push_back({idx, static_cast<int64_t>(picks.size()), dist[idx]});
-  };
-  // Start: the labeled items if any, else the item nearest the mean.
-  bool any_labeled = false;
+  std::vector<int64_t> labeled;
   for (int64_t i = 0; i < n; ++i) {
-    if (excluded[i]) {
-      add_centre(i, false);
-      any_labeled = true;
-    }
+    if (excluded[i]) labeled.push_back(i);
   }
-  if (!any_labeled) {
-    torch::Tensor mean = x.mean(0, true);
-    int64_t start = std::get<1>(AssignNearest(x, mean)).argmin().item<int64_t>();
-    // AssignNearest returns (assignment, sqdist); sqdist to the single centroid.
-    add_centre(start, true);
+  Farthest next;
+  if (!labeled.empty()) {
+    next = st.AddMany(labeled);  // the new picks complement the labeled set
+  } else {
+    // Start from the item nearest the mean.
+    int64_t start = std::get<1>(AssignNearest(x, x.mean(0, true))).argmin().item<int64_t>();
+    picks.push_back({start, 0, 0.0});
+    next = st.Add(start);
   }
   while (static_cast<int64_t>(picks.size()) < want) {
     if (picks.size() % 16 == 0) {
       if (ctx.Cancelled()) return {};
       ctx.Report("kcenter", static_cast<double>(picks.size()) / want);
     }
-    int64_t far = -1;
-    float best = -1.0f;
-    for (const auto& mem : members) {
-      for (int64_t i : mem) {
-        if (dist[i] > best && !excluded[i]) {
-          best = dist[i];
-          far = i;
-        }
-      }
-    }
-    if (far < 0 || best <= 0.0f) break;  // every remaining point duplicates a centre
-    add_centre(far, true);
+    if (next.index < 0 || next.dist <= 0.0f) break;  // the rest duplicates a centre
+    const int64_t pick = next.index;
+    // Score: the coverage radius this pick closes (distance to the nearest centre).
+    picks.push_back({pick, static_cast<int64_t>(picks.size()), std::sqrt(next.dist)});
+    next = st.Add(pick);
   }
-  // The score reported is the coverage radius at the time of the pick.
   return picks;
 }
 
@@ -562,10 +610,17 @@ std::pair<torch::Tensor, torch::Tensor> AssignNearest(const torch::Tensor& x,
                                                       const torch::Tensor& centroids) {
   const int64_t n = x.size(0);
   torch::Tensor assign = torch::empty({n}, torch::kLong), dist = torch::empty({n});
+  // argmin_c |x - c|^2 = argmin_c (|c|^2 - 2 x.c); |x|^2 is added to the minimum only.
+  torch::Tensor cc = centroids.pow(2).sum(1).unsqueeze(0);
+  torch::Tensor ct = centroids.t().contiguous();
+  torch::Tensor buf = torch::empty({std::min(kChunk, n), centroids.size(0)});
   for (int64_t b = 0; b < n; b += kChunk) {
     const int64_t len = std::min(kChunk, n - b);
-    auto m = SqDist(x.narrow(0, b, len).to(torch::kFloat32), centroids).min(1);
-    dist.narrow(0, b, len).copy_(std::get<0>(m));
+    torch::Tensor xb = x.narrow(0, b, len).to(torch::kFloat32);
+    torch::Tensor s = buf.narrow(0, 0, len);
+    torch::addmm_out(s, cc, xb, ct, /*beta=*/1.0, /*alpha=*/-2.0);
+    auto m = s.min(1);
+    dist.narrow(0, b, len).copy_((std::get<0>(m) + xb.pow(2).sum(1)).clamp_min_(0.0));
     assign.narrow(0, b, len).copy_(std::get<1>(m));
   }
   return {assign, dist};

@@ -20,7 +20,7 @@ struct SelectOptions {
   std::vector<int64_t> labeled;  // row indices already labeled: never picked again
   bool normalize = true;         // cosine geometry on L2-normalised features
   // k-means (also used inside typiclust, usl, probcover).
-  int kmeans_iterations = 20;
+  int kmeans_iterations = 10;  // Lloyd iterations on the training sample
   int kmeans_points_per_centroid = 256;  // FAISS-style training sample
   // typiclust / usl
   int knn = 20;
