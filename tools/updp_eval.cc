@@ -54,6 +54,8 @@ ABSL_FLAG(std::vector<std::string>, strategies,
 ABSL_FLAG(std::vector<std::string>, budgets,
           (std::vector<std::string>{"10", "20", "50", "100", "200"}), "budgets");
 ABSL_FLAG(int, seeds, 3, "seeds per cell");
+ABSL_FLAG(double, probcover_purity, 0.95, "ProbCover purity target for choosing delta");
+ABSL_FLAG(int, probcover_clusters, 0, "ProbCover pseudo-label clusters (0 = budget)");
 ABSL_FLAG(std::string, csv, "", "write per-run rows here");
 ABSL_FLAG(std::string, save_features, "", "folder to save the computed features as .npy");
 
@@ -278,6 +280,8 @@ int main(int argc, char** argv) {
         o.strategy = s == "updp" ? "kmeans" : s;
         o.budget = b;
         o.seed = static_cast<uint64_t>(seed);
+        o.probcover_purity = absl::GetFlag(FLAGS_probcover_purity);
+        o.probcover_clusters = absl::GetFlag(FLAGS_probcover_clusters);
         if (s == "updp" && !xsel.defined()) Die("updp needs --select_features or --model_dir");
         auto t0 = std::chrono::steady_clock::now();
         auto picks = updp::select::Select(s == "updp" ? xsel : xtr, o);
@@ -288,7 +292,7 @@ int main(int argc, char** argv) {
         torch::Tensor it = torch::tensor(idx);
         double a = ProbeAccuracy(ptr.index_select(0, it), ytr.index_select(0, it), pte, yte, classes);
         acc.push_back(a);
-        if (csv.is_open()) csv << s << "," << b << "," << seed << "," << a << "," << secs << "\n";
+        if (csv.is_open()) csv << s << "," << b << "," << seed << "," << a << "," << secs << std::endl;
       }
       double mean = 0, var = 0;
       for (double a : acc) mean += a / acc.size();

@@ -64,12 +64,19 @@ absl::StatusOr<std::pair<torch::Tensor, std::vector<int64_t>>> LoadFeatures(
     rows += shape[0];
     files.push_back(std::move(*f));
   }
-  torch::Tensor x = torch::empty({rows, std::max<int64_t>(dim, 0)});
+  // One copy out of the mapped chunk files, in the stored dtype (float16 for image
+  // and prompt features); selection converts to float32 once.
+  torch::ScalarType dtype = torch::kFloat32;
+  if (!files.empty()) {
+    auto t = model::DtypeFromString(files[0]->tensors().at("features").dtype);
+    if (t.ok()) dtype = *t;
+  }
+  torch::Tensor x = torch::empty({rows, std::max<int64_t>(dim, 0)}, dtype);
   std::vector<int64_t> index;
   index.reserve(rows);
   int64_t at = 0;
   for (auto& f : files) {
-    torch::Tensor part = *f->Get("features", torch::kFloat32);
+    torch::Tensor part = *f->Get("features", dtype);
     torch::Tensor idx = *f->Get("index", torch::kLong);
     x.narrow(0, at, part.size(0)).copy_(part);
     at += part.size(0);
@@ -349,7 +356,8 @@ absl::Status ServerCore::RunSelect(JobContext& ctx) {
     auto mod = prompt::PromptModule::Load(*bytes, *model_);
     if (!mod.ok()) return mod.status();
     torch::NoGradGuard g;
-    torch::Tensor prob = mod->first.Cluster(x.to(model_->options().device)).to(torch::kCPU);
+    torch::Tensor prob =
+        mod->first.Cluster(x.to(model_->options().device, torch::kFloat32)).to(torch::kCPU);
     auto best = prob.max(1);
     torch::Tensor conf = std::get<0>(best), cl = std::get<1>(best);
     std::vector<char> excluded(x.size(0), 0);

@@ -403,17 +403,29 @@ std::vector<Pick> RunUsl(const torch::Tensor& x, int64_t want, const std::vector
                          const Ctx& ctx, std::mt19937_64& rng) {
   const int64_t n = x.size(0);
   const auto& o = ctx.opt;
-  ctx.Report("density", 0.0);
-  // Density against a reference sample when N is large (documented approximation).
-  auto ref_idx = RandomSample(n, std::min<int64_t>(n, o.density_reference), rng);
-  torch::Tensor ref = Rows(x, ref_idx);
-  const bool self = static_cast<int64_t>(ref_idx.size()) == n;
-  torch::Tensor density = 1.0 / (MeanKnnDistance(x, ref, o.knn, self) + 1e-8);
-  if (ctx.Cancelled()) return {};
-  ctx.Report("kmeans", 0.3);
+  ctx.Report("kmeans", 0.0);
   torch::Tensor c = KMeansCentroids(x, want, rng(), o.kmeans_iterations,
                                     o.kmeans_points_per_centroid, ctx.cancelled);
   torch::Tensor assign = AssignNearest(x, c).first;
+  if (ctx.Cancelled()) return {};
+  ctx.Report("density", 0.3);
+  torch::Tensor density;
+  if (n <= o.density_exact_max) {
+    density = 1.0 / (MeanKnnDistance(x, x, o.knn, /*self_included=*/true) + 1e-8);
+  } else {
+    // k-NN within the item's cluster: equal to the global k-NN whenever an item's
+    // neighbours share its cluster, at N * N/K * D instead of N^2 * D.
+    density = torch::empty({n});
+    std::vector<std::vector<int64_t>> members(c.size(0));
+    auto aa = assign.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < n; ++i) members[aa[i]].push_back(i);
+    for (const auto& mem : members) {
+      if (mem.empty()) continue;
+      torch::Tensor xs = Rows(x, mem);
+      torch::Tensor d = 1.0 / (MeanKnnDistance(xs, xs, o.knn, true) + 1e-8);
+      density.index_copy_(0, torch::tensor(mem, torch::kLong), d);
+    }
+  }
   auto a = assign.accessor<int64_t, 1>();
   auto rho = density.accessor<float, 1>();
   const int64_t k = c.size(0);
@@ -532,7 +544,8 @@ std::vector<Pick> RunProbCover(const torch::Tensor& x, int64_t want,
   // delta: largest radius whose ball purity w.r.t. k-means pseudo-labels (K = budget)
   // stays >= target, i.e. the (1 - target) quantile of the distance to the nearest
   // point with another pseudo-label.
-  torch::Tensor c = KMeansCentroids(xs, std::min<int64_t>(want, m), rng(), o.kmeans_iterations,
+  const int64_t pseudo = o.probcover_clusters > 0 ? o.probcover_clusters : want;
+  torch::Tensor c = KMeansCentroids(xs, std::min<int64_t>(pseudo, m), rng(), o.kmeans_iterations,
                                     o.kmeans_points_per_centroid, ctx.cancelled);
   torch::Tensor lab = AssignNearest(xs, c).first;
   torch::Tensor other = torch::empty({m});
@@ -682,7 +695,11 @@ absl::StatusOr<std::vector<Pick>> Select(const torch::Tensor& features, const Se
   torch::Tensor x = features.to(torch::kFloat32).contiguous();
   if (auto s = CheckFinite(x); !s.ok()) return s;
   if (opt.normalize) {
-    x = torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    // Normalise in place when the conversion above already copied (float16 input), so
+    // the matrix exists once in float32; otherwise leave the caller's tensor alone.
+    const bool owned = !x.is_same(features) && x.data_ptr() != features.data_ptr();
+    torch::Tensor norms = x.norm(2, 1, true).clamp_min_(1e-12);
+    x = owned ? x.div_(norms) : x / norms;
   }
   std::mt19937_64 rng(opt.seed);
   Ctx ctx{opt, progress, cancelled};

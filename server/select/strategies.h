@@ -29,15 +29,19 @@ struct SelectOptions {
   double usl_alpha = 1.0;
   double usl_lambda = 0.05;
   int usl_nearest_selected = 32;
-  int64_t density_reference = 50000;  // density k-NN against at most this many points
+  // USL density: exact global k-NN up to this many rows; above, k-NN within the
+  // item's k-means cluster (documented approximation, O(N * N/K * D)).
+  int64_t density_exact_max = 50000;
   // activeft
   double activeft_tau = 0.07;
   double activeft_lr = 1e-3;
   int activeft_steps = 300;
-  int64_t activeft_batch = 65536;  // items per optimisation step
+  int64_t activeft_batch = 8192;  // items per optimisation step (mini-batch when N is larger)
   // probcover
   double probcover_purity = 0.95;
-  int64_t probcover_max_points = 50000;
+  // k-means pseudo-labels for the purity of delta: 0 = the budget (K = B).
+  int probcover_clusters = 0;
+  int64_t probcover_max_points = 20000;  // ProbCover runs on a sample of this size
 };
 
 struct Pick {
