@@ -350,6 +350,29 @@ torch::Tensor MeanKnnDistance(const torch::Tensor& q, const torch::Tensor& ref, 
   return out;
 }
 
+// Candidates of one cluster and their inverse mean distance to their k nearest
+// cluster members: all members when the cluster is small, else a random subset of
+// `cap` candidates (neighbours still searched among all members).
+std::pair<std::vector<int64_t>, torch::Tensor> ClusterDensity(const torch::Tensor& x,
+                                                             const std::vector<int64_t>& mem,
+                                                             int knn, int cap,
+                                                             std::mt19937_64& rng) {
+  torch::Tensor xs = Rows(x, mem);
+  std::vector<int64_t> cand_pos;
+  if (static_cast<int64_t>(mem.size()) <= cap) {
+    cand_pos.resize(mem.size());
+    std::iota(cand_pos.begin(), cand_pos.end(), 0);
+  } else {
+    cand_pos = RandomSample(static_cast<int64_t>(mem.size()), cap, rng);
+  }
+  torch::Tensor q = xs.index_select(0, torch::tensor(cand_pos, torch::kLong));
+  torch::Tensor dens = 1.0 / (MeanKnnDistance(q, xs, knn, /*self_included=*/true) + 1e-8);
+  std::vector<int64_t> rows;
+  rows.reserve(cand_pos.size());
+  for (int64_t p : cand_pos) rows.push_back(mem[p]);
+  return {rows, dens};
+}
+
 std::vector<Pick> RunTypiClust(const torch::Tensor& x, int64_t want,
                                const std::vector<char>& excluded, int64_t n_labeled,
                                const Ctx& ctx, std::mt19937_64& rng) {
@@ -380,15 +403,14 @@ std::vector<Pick> RunTypiClust(const torch::Tensor& x, int64_t want,
     auto& mem = members[cl];
     if (mem.empty()) continue;
     if (ctx.Cancelled()) return {};
-    torch::Tensor xs = Rows(x, mem);
-    torch::Tensor typ = 1.0 / (MeanKnnDistance(xs, xs, ctx.opt.knn, true) + 1e-8);
+    auto [cand, typ] = ClusterDensity(x, mem, ctx.opt.knn, ctx.opt.max_candidates_per_cluster, rng);
     auto ta = typ.accessor<float, 1>();
     int64_t best = -1;
     float bv = -1;
-    for (size_t j = 0; j < mem.size(); ++j) {
-      if (!used[mem[j]] && ta[j] > bv) {
+    for (size_t j = 0; j < cand.size(); ++j) {
+      if (!used[cand[j]] && ta[j] > bv) {
         bv = ta[j];
-        best = mem[j];
+        best = cand[j];
       }
     }
     if (best < 0) continue;
@@ -414,16 +436,17 @@ std::vector<Pick> RunUsl(const torch::Tensor& x, int64_t want, const std::vector
     density = 1.0 / (MeanKnnDistance(x, x, o.knn, /*self_included=*/true) + 1e-8);
   } else {
     // k-NN within the item's cluster: equal to the global k-NN whenever an item's
-    // neighbours share its cluster, at N * N/K * D instead of N^2 * D.
-    density = torch::empty({n});
+    // neighbours share its cluster, at N * N/K * D instead of N^2 * D (and at most
+    // max_candidates_per_cluster candidates per cluster; the others are not candidates).
+    density = torch::full({n}, -std::numeric_limits<float>::infinity());
     std::vector<std::vector<int64_t>> members(c.size(0));
     auto aa = assign.accessor<int64_t, 1>();
     for (int64_t i = 0; i < n; ++i) members[aa[i]].push_back(i);
     for (const auto& mem : members) {
       if (mem.empty()) continue;
-      torch::Tensor xs = Rows(x, mem);
-      torch::Tensor d = 1.0 / (MeanKnnDistance(xs, xs, o.knn, true) + 1e-8);
-      density.index_copy_(0, torch::tensor(mem, torch::kLong), d);
+      if (ctx.Cancelled()) return {};
+      auto [cand, d] = ClusterDensity(x, mem, o.knn, o.max_candidates_per_cluster, rng);
+      density.index_copy_(0, torch::tensor(cand, torch::kLong), d);
     }
   }
   auto a = assign.accessor<int64_t, 1>();

@@ -25,6 +25,10 @@ struct SelectOptions {
   // typiclust / usl
   int knn = 20;
   int typiclust_max_clusters = 5000;
+  // Typicality / density inside a cluster is computed for at most this many randomly
+  // chosen candidates per cluster (their k-NN searched among all members), so a few
+  // huge clusters (small B, large N) stay O(N * cap * D) instead of O(N^2/K * D).
+  int max_candidates_per_cluster = 2048;
   int usl_iterations = 2;
   double usl_alpha = 1.0;
   double usl_lambda = 0.05;
