@@ -502,13 +502,22 @@ absl::Status ServerCore::RunLearnPrompt(JobContext& ctx) {
     }
     auto f = model::SafetensorsFile::Open(path);
     if (!f.ok()) return f.status();
-    cache_parts.push_back(*(*f)->Get("views"));
+    // The chunk files stay on disk, memory-mapped: training reads them without a copy.
+    auto v = model::SafetensorsFile::MapTensor(std::shared_ptr<const model::SafetensorsFile>(std::move(*f)),
+                                               "views");
+    if (!v.ok()) return v.status();
+    cache_parts.push_back(*v);
   }
-  torch::Tensor cache = torch::cat(cache_parts, 0);
-  if (cache.size(0) < 2) {
+  int64_t cached = 0;
+  for (const auto& p : cache_parts) cached += p.size(0);
+  if (cached < 2) {
     return absl::FailedPreconditionError("dataset: fewer than 2 decodable images to learn a prompt from");
   }
-  if (model_->options().device.is_cuda()) cache = cache.to(model_->options().device);
+  // On CUDA the cache (capped by --prompt_cache_mb) goes to the device in one piece;
+  // on the CPU it is read from the memory-mapped chunk files.
+  prompt::ViewCache cache = model_->options().device.is_cuda()
+                                ? prompt::ViewCache(torch::cat(cache_parts, 0).to(model_->options().device))
+                                : prompt::ViewCache(cache_parts);
 
   prompt::PromptTrainer trainer(*model_, prompt::PromptModule::Create(*model_, *tokenizer_, cfg), cfg);
   if (fs::exists(dir + "/checkpoint.safetensors")) {
@@ -555,7 +564,7 @@ absl::Status ServerCore::RunLearnPrompt(JobContext& ctx) {
                     {"cluster", h.cluster_loss}, {"entropy_term", h.entropy_term},
                     {"usage_entropy", h.usage_entropy}});
   }
-  ctx.SetResult(json{{"prompt", name}, {"train_items", cache.size(0)}, {"history", hist}}.dump());
+  ctx.SetResult(json{{"prompt", name}, {"train_items", cache.size()}, {"history", hist}}.dump());
   return absl::OkStatus();
 }
 

@@ -192,6 +192,20 @@ absl::StatusOr<torch::Tensor> SafetensorsFile::Get(const std::string& name,
   return out;
 }
 
+absl::StatusOr<torch::Tensor> SafetensorsFile::MapTensor(
+    std::shared_ptr<const SafetensorsFile> file, const std::string& name) {
+  auto it = file->tensors_.find(name);
+  if (it == file->tensors_.end()) {
+    return absl::NotFoundError(absl::StrCat(file->path_, ": missing tensor '", name, "'"));
+  }
+  auto dtype = DtypeFromString(it->second.dtype);
+  if (!dtype.ok()) return dtype.status();
+  char* base = static_cast<char*>(file->map_) + file->data_offset_ + it->second.begin;
+  if (reinterpret_cast<uintptr_t>(base) % c10::elementSize(*dtype) != 0) return file->Get(name);
+  return torch::from_blob(base, it->second.shape, [file](void*) {},
+                          torch::TensorOptions().dtype(*dtype));
+}
+
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata) {

@@ -44,6 +44,10 @@ class SafetensorsFile {
   absl::StatusOr<torch::Tensor> Get(const std::string& name,
                                     std::optional<torch::ScalarType> as = std::nullopt) const;
   const std::string& path() const { return path_; }
+  // A read-only tensor viewing the mapped bytes of `name` (no copy); `file` is kept
+  // alive by the tensor. Falls back to a copy when the data is misaligned.
+  static absl::StatusOr<torch::Tensor> MapTensor(std::shared_ptr<const SafetensorsFile> file,
+                                                 const std::string& name);
 
  private:
   SafetensorsFile() = default;

@@ -246,6 +246,31 @@ Losses ComputeLosses(const torch::Tensor& z_a, const torch::Tensor& z_b, const t
   return l;
 }
 
+ViewCache::ViewCache(torch::Tensor whole) : ViewCache(std::vector<torch::Tensor>{std::move(whole)}) {}
+
+ViewCache::ViewCache(std::vector<torch::Tensor> parts) {
+  for (auto& p : parts) {
+    if (p.size(0) == 0) continue;
+    starts_.push_back(size_);
+    size_ += p.size(0);
+    views_ = p.size(1);
+    parts_.push_back(std::move(p));
+  }
+}
+
+torch::Tensor ViewCache::Gather(const torch::Tensor& rows, const torch::Tensor& view) const {
+  if (parts_.size() == 1) return parts_[0].index({rows, view});
+  auto ra = rows.accessor<int64_t, 1>();
+  auto va = view.accessor<int64_t, 1>();
+  std::vector<torch::Tensor> out;
+  out.reserve(rows.size(0));
+  for (int64_t i = 0; i < rows.size(0); ++i) {
+    const size_t p = std::upper_bound(starts_.begin(), starts_.end(), ra[i]) - starts_.begin() - 1;
+    out.push_back(parts_[p][ra[i] - starts_[p]][va[i]]);
+  }
+  return torch::stack(out, 0);
+}
+
 PromptTrainer::PromptTrainer(const model::Blip2Model& m, PromptModule module, PromptConfig cfg)
     : m_(m), module_(std::move(module)), cfg_(std::move(cfg)) {
   adam_ = std::make_unique<torch::optim::Adam>(module_.parameters(),
@@ -253,9 +278,9 @@ PromptTrainer::PromptTrainer(const model::Blip2Model& m, PromptModule module, Pr
 }
 
 std::optional<EpochStats> PromptTrainer::RunEpoch(
-    const torch::Tensor& cache, const std::function<bool()>& cancelled,
+    const ViewCache& cache, const std::function<bool()>& cancelled,
     const std::function<void(int64_t, int64_t)>& on_batch) {
-  const int64_t n = cache.size(0), v = cache.size(1);
+  const int64_t n = cache.size(), v = cache.views();
   const int epoch = epochs_done_ + 1;
   // Everything random in an epoch derives from (seed, epoch): resuming from a
   // checkpoint replays the same batches.
@@ -272,8 +297,8 @@ std::optional<EpochStats> PromptTrainer::RunEpoch(
   for (int64_t bi = 0; bi < batches; ++bi) {
     if (cancelled && cancelled()) return std::nullopt;
     torch::Tensor idx = perm.narrow(0, bi * bs, bs);
-    torch::Tensor a = cache.index({idx, va.index_select(0, idx)}).to(dev, torch::kFloat32);
-    torch::Tensor b = cache.index({idx, vb.index_select(0, idx)}).to(dev, torch::kFloat32);
+    torch::Tensor a = cache.Gather(idx, va.index_select(0, idx)).to(dev, torch::kFloat32);
+    torch::Tensor b = cache.Gather(idx, vb.index_select(0, idx)).to(dev, torch::kFloat32);
     torch::Tensor ha = module_.JointFeatures(m_, a), hb = module_.JointFeatures(m_, b);
     torch::Tensor pa = module_.Cluster(ha), pb = module_.Cluster(hb);
     Losses l = ComputeLosses(module_.Instance(ha), module_.Instance(hb), pa, pb, cfg_.tau_instance,

@@ -87,6 +87,23 @@ struct EpochStats {
   double usage_entropy = 0;  // entropy (nats) of the mean cluster assignment
 };
 
+// Cached ViT outputs of V augmented views per training image: one tensor
+// [N, V, T, Dv] (e.g. on the device) or several row-chunks (e.g. memory-mapped files).
+class ViewCache {
+ public:
+  explicit ViewCache(torch::Tensor whole);
+  explicit ViewCache(std::vector<torch::Tensor> parts);
+  int64_t size() const { return size_; }
+  int64_t views() const { return views_; }
+  // Rows `rows` [b] at views `view` [b] as a [b, T, Dv] tensor (same device as the parts).
+  torch::Tensor Gather(const torch::Tensor& rows, const torch::Tensor& view) const;
+
+ private:
+  std::vector<torch::Tensor> parts_;
+  std::vector<int64_t> starts_;
+  int64_t size_ = 0, views_ = 0;
+};
+
 // Trains a PromptModule over a cache of ViT outputs [N, V, T, Dv] (bf16 or fp32).
 // State is checkpointed per epoch so that Resume + the same seed reproduces an
 // uninterrupted run exactly.
@@ -100,9 +117,14 @@ class PromptTrainer {
 
   // Runs epoch epochs_done()+1. Returns nullopt if `cancelled` fired (the partial
   // epoch is discarded: parameters are restored from the last checkpoint by the caller).
-  std::optional<EpochStats> RunEpoch(const torch::Tensor& cache,
+  std::optional<EpochStats> RunEpoch(const ViewCache& cache,
                                      const std::function<bool()>& cancelled,
                                      const std::function<void(int64_t, int64_t)>& on_batch);
+  std::optional<EpochStats> RunEpoch(const torch::Tensor& cache,
+                                     const std::function<bool()>& cancelled,
+                                     const std::function<void(int64_t, int64_t)>& on_batch) {
+    return RunEpoch(ViewCache(cache), cancelled, on_batch);
+  }
 
   absl::Status SaveCheckpoint(const std::string& dir) const;
   absl::Status LoadCheckpoint(const std::string& dir);

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "server/model/image_preprocess.h"
+#include "server/model/safetensors.h"
 #include "server/model/test_model.h"
 #include "server/updp/augment.h"
 #include "tools/fmnist_lib.h"
@@ -102,6 +103,31 @@ TEST_F(PromptLearnerTest, ResumeEqualsUninterrupted) {
   auto a = full.module().named(), b = resumed.module().named();
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i].second, b[i].second)) << a[i].first;
   EXPECT_EQ(full.history().back().loss, resumed.history().back().loss);
+}
+
+TEST_F(PromptLearnerTest, ChunkedMemoryMappedCacheTrainsLikeOneTensor) {
+  // The job keeps its view cache as memory-mapped chunk files; training on them must
+  // equal training on one in-memory tensor.
+  std::vector<torch::Tensor> parts;
+  for (int64_t b = 0; b < cache_->size(0); b += 50) {
+    std::string path = ::testing::TempDir() + "/views_" + std::to_string(b) + ".safetensors";
+    ASSERT_TRUE(model::WriteSafetensors(path, {{"views", cache_->narrow(0, b, std::min<int64_t>(50, cache_->size(0) - b))}}).ok());
+    auto f = model::SafetensorsFile::Open(path);
+    ASSERT_TRUE(f.ok());
+    auto v = model::SafetensorsFile::MapTensor(std::shared_ptr<const model::SafetensorsFile>(std::move(*f)), "views");
+    ASSERT_TRUE(v.ok());
+    parts.push_back(*v);
+  }
+  ViewCache chunked(parts);
+  EXPECT_EQ(chunked.size(), cache_->size(0));
+  PromptConfig cfg = Config();
+  PromptTrainer a(*model_, PromptModule::Create(*model_, *tok_, cfg), cfg);
+  PromptTrainer b(*model_, PromptModule::Create(*model_, *tok_, cfg), cfg);
+  for (int e = 0; e < 2; ++e) {
+    a.RunEpoch(*cache_, nullptr, nullptr);
+    b.RunEpoch(chunked, nullptr, nullptr);
+  }
+  EXPECT_TRUE(torch::equal(a.module().context(), b.module().context()));
 }
 
 TEST_F(PromptLearnerTest, ArtifactRoundTripAndIncompatibleModelRefused) {
