@@ -25,6 +25,7 @@
 
 #ifdef UPDP_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace updp::core {
@@ -513,9 +514,19 @@ absl::Status ServerCore::RunLearnPrompt(JobContext& ctx) {
   if (cached < 2) {
     return absl::FailedPreconditionError("dataset: fewer than 2 decodable images to learn a prompt from");
   }
-  // On CUDA the cache (capped by --prompt_cache_mb) goes to the device in one piece;
-  // on the CPU it is read from the memory-mapped chunk files.
-  prompt::ViewCache cache = model_->options().device.is_cuda()
+  // On CUDA the cache goes to the device in one piece when it fits in 80 % of the free
+  // device memory; otherwise (and on the CPU) batches are read from the memory-mapped
+  // chunk files.
+  bool on_device = false;
+#ifdef UPDP_WITH_CUDA
+  if (model_->options().device.is_cuda()) {
+    size_t free_bytes = 0, total_bytes = 0;
+    if (cudaMemGetInfo(&free_bytes, &total_bytes) == cudaSuccess) {
+      on_device = static_cast<double>(cached) * per_view * cfg.views < 0.8 * free_bytes;
+    }
+  }
+#endif
+  prompt::ViewCache cache = on_device
                                 ? prompt::ViewCache(torch::cat(cache_parts, 0).to(model_->options().device))
                                 : prompt::ViewCache(cache_parts);
 
