@@ -33,7 +33,7 @@ class JobManager::Context : public JobContext {
     }
     if (publish) {
       m_->store_->UpdateJob(copy).IgnoreError();
-      m_->Publish(copy, false);
+      m_->Publish(copy);
     }
   }
   void SetResult(const std::string& result_json) override {
@@ -106,7 +106,7 @@ absl::StatusOr<JobInfo> JobManager::Submit(JobKind kind, const std::string& data
   l.unlock();
   cv_.notify_all();
   UpdateStateMetrics();
-  Publish(*job, true);
+  Publish(*job);
   return job;
 }
 
@@ -144,7 +144,7 @@ absl::StatusOr<JobInfo> JobManager::Cancel(const std::string& id) {
     l.unlock();
     if (metrics_) metrics_->JobFinished(JobKindName(job->kind), "cancelled", 0);
     UpdateStateMetrics();
-    Publish(*job, true);
+    Publish(*job);
   }
   return job;
 }
@@ -176,7 +176,7 @@ absl::StatusOr<JobInfo> JobManager::Resume(const std::string& id) {
   l.unlock();
   cv_.notify_all();
   UpdateStateMetrics();
-  Publish(*job, true);
+  Publish(*job);
   return job;
 }
 
@@ -221,7 +221,7 @@ void JobManager::RunOne(const std::string& id) {
   }
   store_->UpdateJob(*job).IgnoreError();
   UpdateStateMetrics();
-  Publish(*job, true);
+  Publish(*job);
 
   Context ctx(this, r);
   ctx.snapshot_ = *job;
@@ -238,10 +238,7 @@ void JobManager::RunOne(const std::string& id) {
     done = r->info;
   }
   const auto reason = static_cast<StopReason>(r->stop.load());
-  if (reason == StopReason::kShutdown && !status.ok() ) {
-    done.state = JobState::kInterrupted;
-    done.progress.message = "server stopped; ResumeJob continues from the last checkpoint";
-  } else if (reason == StopReason::kShutdown && status.ok() && ctx.Cancelled()) {
+  if (reason == StopReason::kShutdown) {
     done.state = JobState::kInterrupted;
     done.progress.message = "server stopped; ResumeJob continues from the last checkpoint";
   } else if (reason == StopReason::kCancel) {
@@ -269,7 +266,7 @@ void JobManager::RunOne(const std::string& id) {
                           (done.finished_ms - done.started_ms) / 1000.0);
   }
   UpdateStateMetrics();
-  Publish(done, true);
+  Publish(done);
 }
 
 void JobManager::UpdateStateMetrics() {
@@ -303,7 +300,7 @@ void JobManager::Unsubscribe(int64_t token) {
   watchers_.erase(token);
 }
 
-void JobManager::Publish(const JobInfo& j, bool /*force*/) {
+void JobManager::Publish(const JobInfo& j) {
   std::lock_guard<std::mutex> l(watch_mu_);
   for (auto& [token, w] : watchers_) {
     if (w.first == j.id) w.second(j);

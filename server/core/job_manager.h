@@ -100,7 +100,7 @@ class JobManager {
 
   void Worker(Lane lane);
   void RunOne(const std::string& id);
-  void Publish(const JobInfo& j, bool force);
+  void Publish(const JobInfo& j);
   void UpdateStateMetrics();
 
   Store* store_;

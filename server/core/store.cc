@@ -155,6 +155,14 @@ JobInfo ReadJob(Stmt& s) {
   return j;
 }
 
+constexpr const char* kPromptCols =
+    "name, dataset, model_identity, num_context, num_clusters, config_json, path, created_ms";
+
+PromptInfo ReadPrompt(Stmt& s) {
+  return PromptInfo{s.Text(0), s.Text(1), s.Text(2), static_cast<int>(s.Int(3)),
+                    static_cast<int>(s.Int(4)), s.Text(5), s.Text(6), s.Int(7)};
+}
+
 }  // namespace
 
 int64_t NowMs() {
@@ -530,21 +538,17 @@ absl::Status Store::CreatePrompt(const PromptInfo& p) {
 
 absl::StatusOr<PromptInfo> Store::GetPrompt(const std::string& name) {
   std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, "SELECT name, dataset, model_identity, num_context, num_clusters, config_json, path, created_ms FROM prompts WHERE name=?;");
+  Stmt s(db_, absl::StrCat("SELECT ", kPromptCols, " FROM prompts WHERE name=?;").c_str());
   s.Bind(1, name);
   if (s.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat("prompt: '", name, "' not found"));
-  return PromptInfo{s.Text(0), s.Text(1), s.Text(2), static_cast<int>(s.Int(3)),
-                    static_cast<int>(s.Int(4)), s.Text(5), s.Text(6), s.Int(7)};
+  return ReadPrompt(s);
 }
 
 std::vector<PromptInfo> Store::ListPrompts() {
   std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, "SELECT name, dataset, model_identity, num_context, num_clusters, config_json, path, created_ms FROM prompts ORDER BY name;");
+  Stmt s(db_, absl::StrCat("SELECT ", kPromptCols, " FROM prompts ORDER BY name;").c_str());
   std::vector<PromptInfo> out;
-  while (s.Step() == SQLITE_ROW) {
-    out.push_back({s.Text(0), s.Text(1), s.Text(2), static_cast<int>(s.Int(3)),
-                   static_cast<int>(s.Int(4)), s.Text(5), s.Text(6), s.Int(7)});
-  }
+  while (s.Step() == SQLITE_ROW) out.push_back(ReadPrompt(s));
   return out;
 }
 

@@ -99,6 +99,20 @@ absl::Status WriteChunk(const std::string& dir, int64_t chunk, const torch::Tens
 
 }  // namespace
 
+namespace {
+
+// A stored prompt, loaded against (and checked for compatibility with) the model.
+absl::StatusOr<prompt::PromptModule> LoadStoredPrompt(ServerCore& core, const model::Blip2Model& m,
+                                                      const std::string& name) {
+  auto artifact = core.ExportPrompt(name);
+  if (!artifact.ok()) return artifact.status();
+  auto loaded = prompt::PromptModule::Load(artifact->second, m);
+  if (!loaded.ok()) return loaded.status();
+  return std::move(loaded->first);
+}
+
+}  // namespace
+
 absl::Status ServerCore::LoadModel() {
   if (options_.model_dir.empty()) return absl::OkStatus();
   auto device = model::ParseDevice(options_.device);
@@ -244,13 +258,9 @@ absl::Status ServerCore::RunEmbed(JobContext& ctx) {
 
 absl::Status ServerCore::ExtractPromptFeatures(JobContext& ctx, const std::string& dataset,
                                                const std::string& prompt) {
-  auto info = store_->GetPrompt(prompt);
-  if (!info.ok()) return info.status();
-  auto bytes = ReadFile(info->path);
-  if (!bytes.ok()) return absl::DataLossError(absl::StrCat("prompt '", prompt, "': artifact missing"));
-  auto loaded = prompt::PromptModule::Load(*bytes, *model_);
+  auto loaded = LoadStoredPrompt(*this, *model_, prompt);
   if (!loaded.ok()) return loaded.status();
-  const prompt::PromptModule& mod = loaded->first;
+  const prompt::PromptModule& mod = *loaded;
   const std::string source = PromptFeatures(prompt);
   auto items = store_->Items(dataset);
   const int64_t n = static_cast<int64_t>(items.size()), cs = options_.chunk_size;
@@ -352,13 +362,11 @@ absl::Status ServerCore::RunSelect(JobContext& ctx) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<select::Pick> picks;
   if (strategy == "updp" && rule == "cluster-head") {
-    auto info = store_->GetPrompt(prompt_name);
-    auto bytes = ReadFile(info->path);
-    auto mod = prompt::PromptModule::Load(*bytes, *model_);
+    auto mod = LoadStoredPrompt(*this, *model_, prompt_name);
     if (!mod.ok()) return mod.status();
     torch::NoGradGuard g;
     torch::Tensor prob =
-        mod->first.Cluster(x.to(model_->options().device, torch::kFloat32)).to(torch::kCPU);
+        mod->Cluster(x.to(model_->options().device, torch::kFloat32)).to(torch::kCPU);
     auto best = prob.max(1);
     torch::Tensor conf = std::get<0>(best), cl = std::get<1>(best);
     std::vector<char> excluded(x.size(0), 0);
