@@ -45,10 +45,6 @@ add_library(updp_core
 target_link_libraries(updp_core PUBLIC updp_model SQLite::SQLite3 prometheus-cpp::core
                       PkgConfig::HTTPLIB)
 target_precompile_headers(updp_core PRIVATE <torch/torch.h>)
-# CUDA builds of LibTorch (the CUDA Dockerfile) report device memory metrics.
-if(TORCH_CUDA_LIBRARIES OR "${TORCH_LIBRARIES}" MATCHES "torch_cuda")
-  target_compile_definitions(updp_core PRIVATE UPDP_WITH_CUDA)
-endif()
 
 add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc)
 target_link_libraries(updp_rpc PUBLIC updp_core updp_proto gRPC::grpc++ gRPC::grpc++_reflection)

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
-  build-essential cmake pkg-config ccache git
+  build-essential cmake ninja-build pkg-config ccache git unzip python3-venv
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev
   libtorch-dev libopenblas0-pthread
@@ -31,6 +31,8 @@ fi
 
 if [ "${1:-}" != "--no-build" ]; then
   JOBS="${UPDP_BUILD_JOBS:-$(nproc)}"
+  # ccache hits across clones in other folders (CI clones afresh).
+  export CCACHE_BASEDIR="$PWD"
   cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
   cmake --build build -j "$JOBS"
 fi
