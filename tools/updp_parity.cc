@@ -14,6 +14,10 @@
 ABSL_FLAG(std::string, fixture, "", "fixture folder (config.json, model.safetensors, inputs/expected)");
 ABSL_FLAG(double, tolerance, 1e-4, "maximum allowed absolute difference");
 ABSL_FLAG(std::string, device, "cpu", "cpu | cuda[:N]");
+ABSL_FLAG(std::string, precision, "fp32",
+          "vision encoder dtype: fp32 | bf16 | fp16 (the Q-Former stays fp32); with bf16, "
+          "pass a --tolerance that fits it (docs/PERFORMANCE.md)");
+ABSL_FLAG(std::string, attention, "auto", "auto | math | sdpa");
 
 using updp::model::Blip2Model;
 
@@ -30,7 +34,18 @@ int main(int argc, char** argv) {
     std::cerr << "updp-parity: " << device.status().message() << "\n";
     return 2;
   }
-  auto model = Blip2Model::Load(dir, {*device, torch::kFloat32});
+  auto dtype = updp::model::ParseVisionDtype(absl::GetFlag(FLAGS_precision), *device);
+  auto attention = updp::model::ParseAttention(absl::GetFlag(FLAGS_attention));
+  if (!dtype.ok() || !attention.ok()) {
+    std::cerr << "updp-parity: " << (dtype.ok() ? attention.status() : dtype.status()).message()
+              << "\n";
+    return 2;
+  }
+  updp::model::ModelOptions options;
+  options.device = *device;
+  options.vision_dtype = *dtype;
+  options.attention = *attention;
+  auto model = Blip2Model::Load(dir, options);
   if (!model.ok()) {
     std::cerr << "updp-parity: " << model.status().message() << "\n";
     return 2;
@@ -52,6 +67,8 @@ int main(int argc, char** argv) {
   };
   torch::NoGradGuard no_grad;
   const Blip2Model& m = **model;
+  std::printf("device %s, vision dtype %s, attention %s\n", absl::GetFlag(FLAGS_device).c_str(),
+              updp::model::DtypeToString(*dtype).c_str(), updp::model::AttentionName(m.attention()));
   torch::Tensor pixels = in("pixel_values"), ids = in("input_ids"), mask = in("attention_mask");
 
   std::map<std::string, torch::Tensor> got;

@@ -1,5 +1,7 @@
 #include "server/model/blip2_model.h"
 
+#include <torch/version.h>
+
 #include <cmath>
 #include <cstdio>
 #include <set>
@@ -27,6 +29,43 @@ uint64_t Fnv1a(uint64_t h, std::string_view data) {
 }
 
 }  // namespace
+
+// at::scaled_dot_product_attention appeared in LibTorch 2.0 (its default scale is
+// head_dim^-0.5, the one both BLIP-2 attentions use).
+#if TORCH_VERSION_MAJOR >= 2
+#define UPDP_HAVE_SDPA 1
+#endif
+
+bool SdpaAvailable() {
+#ifdef UPDP_HAVE_SDPA
+  return true;
+#else
+  return false;
+#endif
+}
+
+absl::StatusOr<AttentionKernel> ParseAttention(const std::string& s) {
+  if (s == "auto") return AttentionKernel::kAuto;
+  if (s == "math") return AttentionKernel::kMath;
+  if (s == "sdpa") {
+    if (!SdpaAvailable()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attention: 'sdpa' needs LibTorch >= 2.0 (this build has ", TORCH_VERSION, ")"));
+    }
+    return AttentionKernel::kSdpa;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("attention: '", s, "' is not one of auto, math, sdpa"));
+}
+
+const char* AttentionName(AttentionKernel k) {
+  switch (k) {
+    case AttentionKernel::kAuto: return "auto";
+    case AttentionKernel::kMath: return "math";
+    case AttentionKernel::kSdpa: return "sdpa";
+  }
+  return "?";
+}
 
 std::map<std::string, std::vector<int64_t>> ExpectedTensorShapes(const Blip2Config& c) {
   std::map<std::string, Shape> e;
@@ -139,6 +178,17 @@ absl::StatusOr<std::unique_ptr<Blip2Model>> Blip2Model::Load(const std::string& 
   std::unique_ptr<Blip2Model> m(new Blip2Model());
   m->config_ = *config;
   m->options_ = options;
+  m->attention_ = options.attention == AttentionKernel::kAuto
+                      ? (SdpaAvailable() ? AttentionKernel::kSdpa : AttentionKernel::kMath)
+                      : options.attention;
+  if (m->attention_ == AttentionKernel::kSdpa && !SdpaAvailable()) {
+    return absl::InvalidArgumentError("attention: 'sdpa' needs LibTorch >= 2.0");
+  }
+  if (options.device.is_cuda() && options.allow_tf32_with_low_precision_vision &&
+      options.vision_dtype != torch::kFloat32) {
+    at::globalContext().setAllowTF32CuBLAS(true);
+    at::globalContext().setAllowTF32CuDNN(true);
+  }
   const auto expected = ExpectedTensorShapes(*config);
 
   // Older LAVIS-derived exports keep the vision attention bias split as q_bias/v_bias.
@@ -279,12 +329,10 @@ torch::Tensor Blip2Model::EncodeImage(const torch::Tensor& pixel_values) const {
   torch::Tensor h = VisionEmbeddings(pixel_values);
   const int64_t heads = config_.vision.num_attention_heads;
   const int64_t b = h.size(0), t = h.size(1), dim = h.size(2), hd = dim / heads;
-  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
   for (const auto& l : vision_layers_) {
     torch::Tensor x = l.ln1(h);
     torch::Tensor qkv = l.qkv(x).reshape({b, t, 3, heads, hd}).permute({2, 0, 3, 1, 4});
-    torch::Tensor scores = torch::matmul(qkv[0], qkv[1].transpose(-1, -2)) * scale;
-    torch::Tensor ctx = torch::matmul(scores.softmax(-1), qkv[2]);  // [B,H,T,hd]
+    torch::Tensor ctx = Attend(qkv[0], qkv[1], qkv[2], torch::Tensor(), true);  // [B,H,T,hd]
     ctx = ctx.permute({0, 2, 1, 3}).reshape({b, t, dim});
     h = h + l.proj(ctx);
     h = h + l.fc2(torch::gelu(l.fc1(l.ln2(h))));
@@ -312,10 +360,27 @@ torch::Tensor Blip2Model::BertAttention(const Attention& a, const torch::Tensor&
   torch::Tensor q = a.q(h).view({b, lq, heads, hd}).transpose(1, 2);
   torch::Tensor k = a.k(kv).view({b, lk, heads, hd}).transpose(1, 2);
   torch::Tensor v = a.v(kv).view({b, lk, heads, hd}).transpose(1, 2);
-  torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(hd));
-  if (mask_add.defined()) scores = scores + mask_add;
-  torch::Tensor ctx = torch::matmul(scores.softmax(-1), v).transpose(1, 2).reshape({b, lq, d});
+  torch::Tensor ctx = Attend(q, k, v, mask_add, false).transpose(1, 2).reshape({b, lq, d});
   return a.ln(a.out(ctx) + h);
+}
+
+torch::Tensor Blip2Model::Attend(const torch::Tensor& q, const torch::Tensor& k,
+                                 const torch::Tensor& v, const torch::Tensor& mask_add,
+                                 bool scale_after) const {
+#ifdef UPDP_HAVE_SDPA
+  if (attention_ == AttentionKernel::kSdpa) {
+    // The mask is additive and broadcast over heads and queries ([B,1,1,L]); it must
+    // have the scores' dtype.
+    c10::optional<at::Tensor> mask;
+    if (mask_add.defined()) mask = mask_add.to(q.scalar_type());
+    return at::scaled_dot_product_attention(q, k, v, mask, 0.0, false);
+  }
+#endif
+  const double hd = static_cast<double>(q.size(-1));
+  torch::Tensor scores = torch::matmul(q, k.transpose(-1, -2));
+  scores = scale_after ? scores * (1.0 / std::sqrt(hd)) : scores / std::sqrt(hd);
+  if (mask_add.defined()) scores = scores + mask_add;
+  return torch::matmul(scores.softmax(-1), v);
 }
 
 torch::Tensor Blip2Model::QFormer(const torch::Tensor& emb, int64_t query_length,

@@ -18,11 +18,27 @@
 
 namespace updp::model {
 
+// How attention is computed. kMath is the matmul-softmax-matmul reference path; kSdpa
+// LibTorch's fused scaled_dot_product_attention (flash / memory-efficient kernels on
+// CUDA), available from LibTorch 2.0. kAuto: kSdpa where available, else kMath.
+enum class AttentionKernel { kAuto, kMath, kSdpa };
+
 struct ModelOptions {
   torch::Device device = torch::kCPU;
   // dtype of the vision encoder; the Q-Former always runs in float32.
   torch::ScalarType vision_dtype = torch::kFloat32;
+  AttentionKernel attention = AttentionKernel::kAuto;
+  // On CUDA, let float32 matrix products (the Q-Former) use TF32 tensor cores. This is
+  // process-wide in LibTorch. Load() turns it on only when the vision encoder runs in
+  // bf16/fp16, whose rounding is far larger than TF32's; fp32 (parity) stays exact.
+  bool allow_tf32_with_low_precision_vision = true;
 };
+
+// True when this LibTorch provides the fused attention (>= 2.0).
+bool SdpaAvailable();
+// Parses "auto", "math", "sdpa"; "sdpa" is an error where SdpaAvailable() is false.
+absl::StatusOr<AttentionKernel> ParseAttention(const std::string& s);
+const char* AttentionName(AttentionKernel k);
 
 // Parses "cpu", "cuda", "cuda:N".
 absl::StatusOr<torch::Device> ParseDevice(const std::string& s);
@@ -55,6 +71,8 @@ class Blip2Model {
 
   const Blip2Config& config() const { return config_; }
   const ModelOptions& options() const { return options_; }
+  // The attention path in use (kAuto resolved).
+  AttentionKernel attention() const { return attention_; }
   // sha256-free identity: FNV-1a 64 of config.json bytes and the sorted tensor
   // names/shapes, hex. Two checkpoints with the same architecture but other
   // weights share it; a prompt only depends on the architecture and embeddings.
@@ -116,11 +134,18 @@ class Blip2Model {
   };
 
   Blip2Model() = default;
+  // softmax(q k^T / sqrt(head_dim) + mask_add) v on [B,H,L,hd] tensors; mask_add may be
+  // undefined. `scale_after` multiplies the scores by head_dim^-0.5 (the ViT's order of
+  // operations) instead of dividing by sqrt(head_dim) (the Q-Former's); only the math
+  // path distinguishes the two.
+  torch::Tensor Attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                       const torch::Tensor& mask_add, bool scale_after) const;
   torch::Tensor BertAttention(const Attention& a, const torch::Tensor& h,
                               const torch::Tensor& kv, const torch::Tensor& mask_add) const;
 
   Blip2Config config_;
   ModelOptions options_;
+  AttentionKernel attention_ = AttentionKernel::kMath;
   std::string identity_;
   std::map<std::string, torch::Tensor> weights_;
 

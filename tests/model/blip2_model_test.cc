@@ -29,6 +29,51 @@ std::string EditedCheckpoint(
   return dir;
 }
 
+// The fused attention (LibTorch >= 2.0) must compute what the matmul-softmax path does,
+// in every place attention is used: the ViT, the Q-Former's query self- and
+// cross-attention, masked text self-attention and the multimodal pass.
+TEST(Blip2Model, FusedAttentionEqualsMatmulSoftmaxOnCpu) {
+  if (!SdpaAvailable()) {
+    EXPECT_FALSE(ParseAttention("sdpa").ok());
+    GTEST_SKIP() << "this LibTorch has no scaled_dot_product_attention";
+  }
+  ModelOptions math_options, sdpa_options;
+  math_options.attention = AttentionKernel::kMath;
+  sdpa_options.attention = AttentionKernel::kSdpa;
+  auto math = Blip2Model::Load(kFixture, math_options);
+  auto sdpa = Blip2Model::Load(kFixture, sdpa_options);
+  ASSERT_TRUE(math.ok() && sdpa.ok());
+  ASSERT_EQ((*math)->attention(), AttentionKernel::kMath);
+  ASSERT_EQ((*sdpa)->attention(), AttentionKernel::kSdpa);
+  auto in = *SafetensorsFile::Open(kFixture + "/inputs.safetensors");
+  torch::NoGradGuard g;
+  torch::Tensor px = *in->Get("pixel_values"), ids = *in->Get("input_ids"),
+                mask = *in->Get("attention_mask");
+  auto diff = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return (a - b).abs().max().item<double>();
+  };
+  torch::Tensor img_m = (*math)->EncodeImage(px), img_s = (*sdpa)->EncodeImage(px);
+  EXPECT_LT(diff(img_m, img_s), 1e-5);
+  EXPECT_LT(diff((*math)->ImageQueryOutput(img_m), (*sdpa)->ImageQueryOutput(img_m)), 1e-5);
+  EXPECT_LT(diff((*math)->TextOutput(ids, mask), (*sdpa)->TextOutput(ids, mask)), 1e-5);
+  torch::Tensor emb = (*math)->TextEmbeddingsFromIds(ids);
+  EXPECT_LT(diff((*math)->MultimodalOutput(img_m, emb, mask), (*sdpa)->MultimodalOutput(img_m, emb, mask)),
+            1e-5);
+  // The padding mask matters: without it the text output moves far more than 1e-5.
+  EXPECT_GT(diff((*sdpa)->TextOutput(ids, mask), (*sdpa)->TextOutput(ids, torch::ones_like(mask))), 1e-3);
+}
+
+TEST(Blip2Model, ParsesAttentionKernel) {
+  EXPECT_EQ(*ParseAttention("auto"), AttentionKernel::kAuto);
+  EXPECT_EQ(*ParseAttention("math"), AttentionKernel::kMath);
+  auto bad = ParseAttention("flash");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(absl::StrContains(bad.status().message(), "attention"));
+  auto m = Blip2Model::Load(kFixture, {});
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ((*m)->attention(), SdpaAvailable() ? AttentionKernel::kSdpa : AttentionKernel::kMath);
+}
+
 TEST(Blip2Model, LoadsFixtureAndMatchesReference) {
   auto m = Blip2Model::Load(kFixture, {});
   ASSERT_TRUE(m.ok()) << m.status();
