@@ -20,6 +20,9 @@ ABSL_FLAG(std::string, model_dir, "",
           "model, only datasets that bring their own embeddings");
 ABSL_FLAG(std::string, device, "cpu", "cpu | cuda | cuda:N");
 ABSL_FLAG(std::string, precision, "auto", "vision encoder dtype: auto (bf16 on CUDA) | fp32 | bf16 | fp16");
+ABSL_FLAG(std::string, attention, "auto",
+          "attention kernel: auto (fused scaled-dot-product attention on LibTorch >= 2) | math | sdpa");
+ABSL_FLAG(bool, cuda_graphs, true, "replay the image encoder as CUDA graphs per batch shape (CUDA only)");
 ABSL_FLAG(std::vector<std::string>, allowed_roots, {},
           "comma-separated directories that dataset paths must resolve into");
 ABSL_FLAG(int, queue_capacity, 64, "maximum queued jobs (RESOURCE_EXHAUSTED beyond)");
@@ -45,6 +48,8 @@ int main(int argc, char** argv) {
   o.model_dir = absl::GetFlag(FLAGS_model_dir);
   o.device = absl::GetFlag(FLAGS_device);
   o.precision = absl::GetFlag(FLAGS_precision);
+  o.attention = absl::GetFlag(FLAGS_attention);
+  o.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
   o.allowed_roots = absl::GetFlag(FLAGS_allowed_roots);
   o.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   o.cpu_threads = absl::GetFlag(FLAGS_cpu_threads);

@@ -115,6 +115,11 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
       .Help("Device memory held by tensors (CUDA caching allocator); 0 on CPU.").Register(r).Add({});
   device_memory_reserved = &BuildGauge().Name("updp_device_memory_reserved_bytes")
       .Help("Device memory reserved by the CUDA caching allocator; 0 on CPU.").Register(r).Add({});
+  device_memory_peak_allocated = &BuildGauge().Name("updp_device_memory_peak_allocated_bytes")
+      .Help("Highest device memory held by tensors since start; 0 on CPU.").Register(r).Add({});
+  device_memory_peak_reserved = &BuildGauge().Name("updp_device_memory_peak_reserved_bytes")
+      .Help("Highest device memory reserved by the CUDA caching allocator since start; 0 on CPU.")
+      .Register(r).Add({});
   BuildGauge().Name("updp_build_info").Help("Build information (constant 1).").Register(r)
       .Add({{"version", "0.1.0"}, {"compiler", __VERSION__}}).Set(1);
   process_ = std::make_shared<ProcessCollector>();

@@ -56,6 +56,9 @@ class Metrics {
   // CUDA caching-allocator bytes of the model's device (0 when the device is the CPU).
   prometheus::Gauge* device_memory_allocated;
   prometheus::Gauge* device_memory_reserved;
+  // Peaks since the server started (the caching allocator's high-water marks).
+  prometheus::Gauge* device_memory_peak_allocated;
+  prometheus::Gauge* device_memory_peak_reserved;
   // Called at scrape time to refresh device gauges (set when the device is CUDA).
   std::function<void(Metrics&)> refresh_device;
 

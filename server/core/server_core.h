@@ -29,6 +29,8 @@ struct ServerOptions {
   std::string model_dir;  // empty: no model (only bring-your-own-embeddings datasets)
   std::string device = "cpu";
   std::string precision = "auto";
+  std::string attention = "auto";  // auto | math | sdpa
+  bool cuda_graphs = true;         // replay the image path as CUDA graphs on CUDA
   std::vector<std::string> allowed_roots;
   int queue_capacity = 64;
   int cpu_threads = 1;

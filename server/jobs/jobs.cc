@@ -119,13 +119,22 @@ absl::Status ServerCore::LoadModel() {
   if (!device.ok()) return device.status();
   auto dtype = model::ParseVisionDtype(options_.precision, *device);
   if (!dtype.ok()) return dtype.status();
-  auto m = model::Blip2Model::Load(options_.model_dir, {*device, *dtype});
+  auto attention = model::ParseAttention(options_.attention);
+  if (!attention.ok()) return attention.status();
+  model::ModelOptions mo;
+  mo.device = *device;
+  mo.vision_dtype = *dtype;
+  mo.attention = *attention;
+  auto m = model::Blip2Model::Load(options_.model_dir, mo);
   if (!m.ok()) return m.status();
   auto tok = model::BertTokenizer::FromVocabFile(options_.model_dir + "/vocab.txt");
   if (!tok.ok()) return tok.status();
   model_ = std::move(*m);
   tokenizer_ = std::make_shared<model::BertTokenizer>(std::move(*tok));
-  encoder_ = std::make_shared<model::ImageEncoder>(model_, options_.decode_threads);
+  model::EncoderOptions eo;
+  eo.decode_threads = options_.decode_threads;
+  eo.cuda_graphs = options_.cuda_graphs;
+  encoder_ = std::make_shared<model::ImageEncoder>(model_, eo);
   if (metrics_) {
     metrics_->SetModelInfo("blip2-itm", model_->identity(), options_.device,
                            model::DtypeToString(*dtype));
@@ -139,6 +148,8 @@ absl::Status ServerCore::LoadModel() {
         auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
         m.device_memory_allocated->Set(static_cast<double>(stats.allocated_bytes[0].current));
         m.device_memory_reserved->Set(static_cast<double>(stats.reserved_bytes[0].current));
+        m.device_memory_peak_allocated->Set(static_cast<double>(stats.allocated_bytes[0].peak));
+        m.device_memory_peak_reserved->Set(static_cast<double>(stats.reserved_bytes[0].peak));
       };
     }
 #endif

@@ -6,10 +6,57 @@
 
 #include "server/model/image_preprocess.h"
 
+#ifdef UPDP_WITH_CUDA
+#include <ATen/cuda/CUDAEvent.h>
+#endif
+
 namespace updp::model {
+namespace {
+
+// A point in the current CUDA stream's work; Wait() blocks until the GPU passed it. A
+// no-op for CPU models.
+class StreamFence {
+ public:
+  explicit StreamFence(const torch::Device& d) {
+#ifdef UPDP_WITH_CUDA
+    if (d.is_cuda()) {
+      event_ = std::make_unique<at::cuda::CUDAEvent>();
+      event_->record();
+    }
+#else
+    (void)d;
+#endif
+  }
+  void Wait() {
+#ifdef UPDP_WITH_CUDA
+    if (event_) event_->synchronize();
+#endif
+  }
+
+ private:
+#ifdef UPDP_WITH_CUDA
+  std::unique_ptr<at::cuda::CUDAEvent> event_;
+#endif
+};
+
+}  // namespace
 
 ImageEncoder::ImageEncoder(std::shared_ptr<const Blip2Model> model, int decode_threads)
-    : model_(std::move(model)), decode_threads_(std::max(1, decode_threads)) {}
+    : ImageEncoder(std::move(model), [decode_threads] {
+        EncoderOptions o;
+        o.decode_threads = decode_threads;
+        return o;
+      }()) {}
+
+ImageEncoder::ImageEncoder(std::shared_ptr<const Blip2Model> model, const EncoderOptions& options)
+    : model_(std::move(model)), decode_threads_(std::max(1, options.decode_threads)) {
+  if (options.cuda_graphs && CudaGraphCache::Available() && model_->options().device.is_cuda()) {
+    const Blip2Model* m = model_.get();
+    graphs_ = std::make_unique<CudaGraphCache>(
+        [m](const torch::Tensor& px) { return m->ImageFeature(m->EncodeImage(px)); },
+        model_->options().device, options.max_cuda_graphs);
+  }
+}
 
 PreparedBatch ImageEncoder::Prepare(const std::vector<std::string>& paths) const {
   const int n = static_cast<int>(paths.size());
@@ -46,7 +93,9 @@ PreparedBatch ImageEncoder::Prepare(const std::vector<std::string>& paths) const
       b.errors.emplace_back(i, err[i]);
     }
   }
-  b.pixels = torch::empty({static_cast<int64_t>(b.ok.size()), 3, size, size});
+  // Pinned host memory lets the copy to the GPU run asynchronously.
+  b.pixels = torch::empty({static_cast<int64_t>(b.ok.size()), 3, size, size},
+                          torch::TensorOptions().pinned_memory(model_->options().device.is_cuda()));
   float* dst = b.pixels.data_ptr<float>();
   for (size_t r = 0; r < b.ok.size(); ++r) {
     std::copy(pix[b.ok[r]].begin(), pix[b.ok[r]].end(), dst + r * per);
@@ -54,13 +103,24 @@ PreparedBatch ImageEncoder::Prepare(const std::vector<std::string>& paths) const
   return b;
 }
 
-torch::Tensor ImageEncoder::Embed(const torch::Tensor& pixels) const {
+torch::Tensor ImageEncoder::EmbedOnDevice(const torch::Tensor& pixels, bool allow_graph) const {
   torch::InferenceMode guard;
   if (pixels.size(0) == 0) {
-    return torch::empty({0, model_->config().image_text_hidden_size});
+    return torch::empty({0, model_->config().image_text_hidden_size},
+                        torch::TensorOptions().device(model_->options().device));
   }
-  torch::Tensor image = model_->EncodeImage(pixels);
-  return model_->ImageFeature(image).to(torch::kCPU, torch::kFloat32);
+  if (graphs_ && allow_graph) {
+    torch::Tensor f = graphs_->Run(pixels);
+    if (f.defined()) return f;
+  }
+  const bool async = pixels.is_pinned();
+  torch::Tensor px = pixels.to(model_->options().device, model_->options().vision_dtype, async);
+  return model_->ImageFeature(model_->EncodeImage(px));
+}
+
+torch::Tensor ImageEncoder::Embed(const torch::Tensor& pixels) const {
+  torch::InferenceMode guard;
+  return EmbedOnDevice(pixels).to(torch::kCPU, torch::kFloat32);
 }
 
 EncodedChunk ImageEncoder::EncodeAll(
@@ -73,10 +133,28 @@ EncodedChunk ImageEncoder::EncodeAll(
     int end = std::min(n, begin + batch_size);
     return std::vector<std::string>(paths.begin() + begin, paths.begin() + end);
   };
+  torch::InferenceMode guard;
+  const torch::Device device = model_->options().device;
   std::vector<torch::Tensor> feats;
   std::future<PreparedBatch> next;
   if (n > 0) next = std::async(std::launch::async, [this, p = slice(0)] { return Prepare(p); });
   int64_t failed = 0;
+  // The batch whose features are still on their way back from the device.
+  struct InFlight {
+    int begin;
+    PreparedBatch batch;
+    torch::Tensor host;
+    StreamFence fence;
+  };
+  std::unique_ptr<InFlight> in_flight;
+  auto finish = [&](InFlight& f) {
+    f.fence.Wait();
+    feats.push_back(f.host);
+    for (int i : f.batch.ok) out.ok.push_back(f.begin + i);
+    for (auto& [i, e] : f.batch.errors) out.errors.emplace_back(f.begin + i, e);
+    failed += static_cast<int64_t>(f.batch.errors.size());
+    if (on_batch) on_batch(std::min(n, f.begin + batch_size), failed);
+  };
   for (int begin = 0; begin < n; begin += batch_size) {
     PreparedBatch b = next.get();
     if (begin + batch_size < n) {
@@ -85,15 +163,23 @@ EncodedChunk ImageEncoder::EncodeAll(
     }
     if (cancelled && cancelled()) {
       if (next.valid()) next.wait();
+      if (in_flight) in_flight->fence.Wait();
       out.cancelled = true;
       return out;
     }
-    feats.push_back(Embed(b.pixels).to(torch::kFloat16));
-    for (int i : b.ok) out.ok.push_back(begin + i);
-    for (auto& [i, e] : b.errors) out.errors.emplace_back(begin + i, e);
-    failed += static_cast<int64_t>(b.errors.size());
-    if (on_batch) on_batch(std::min(n, begin + batch_size), failed);
+    // Queue this batch, then wait for the previous one: the device always has work.
+    // A short batch (the last one, or one with failed images) runs without a graph.
+    const bool full = b.pixels.size(0) == batch_size;
+    torch::Tensor f16 = EmbedOnDevice(b.pixels, full).to(torch::kFloat16);
+    torch::Tensor host =
+        device.is_cuda()
+            ? f16.to(torch::TensorOptions().device(torch::kCPU).pinned_memory(true), true)
+            : f16;
+    auto queued = std::unique_ptr<InFlight>(new InFlight{begin, std::move(b), host, StreamFence(device)});
+    if (in_flight) finish(*in_flight);
+    in_flight = std::move(queued);
   }
+  if (in_flight) finish(*in_flight);
   out.features = feats.empty() ? torch::empty({0, model_->config().image_text_hidden_size},
                                               torch::kFloat16)
                                : torch::cat(feats, 0);
