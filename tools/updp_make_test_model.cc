@@ -12,6 +12,8 @@ ABSL_FLAG(std::string, out, "", "output folder");
 ABSL_FLAG(std::string, preset, "tiny", "tiny | small | vit-g");
 ABSL_FLAG(uint64_t, seed, 0, "random seed");
 ABSL_FLAG(std::string, vocab, "", "vocab.txt to use instead of the built-in small vocab");
+ABSL_FLAG(int, vision_layers, 0, "override the preset's number of ViT layers (0: keep)");
+ABSL_FLAG(int, qformer_layers, 0, "override the preset's number of Q-Former layers (0: keep)");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("updp-make-test-model --out DIR --preset tiny|small|vit-g");
@@ -24,6 +26,12 @@ int main(int argc, char** argv) {
   if (!config.ok()) {
     std::cerr << "updp-make-test-model: " << config.status().message() << "\n";
     return 2;
+  }
+  if (absl::GetFlag(FLAGS_vision_layers) > 0) {
+    config->vision.num_hidden_layers = absl::GetFlag(FLAGS_vision_layers);
+  }
+  if (absl::GetFlag(FLAGS_qformer_layers) > 0) {
+    config->qformer.num_hidden_layers = absl::GetFlag(FLAGS_qformer_layers);
   }
   std::string vocab;
   if (!absl::GetFlag(FLAGS_vocab).empty()) {
