@@ -20,7 +20,7 @@ FROM debian:12 AS runtime
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
       libgrpc++1.51 libprotobuf32 libtorch1.13 libopenblas0-pthread libsqlite3-0 \
-      libopencv-imgcodecs406 libopencv-imgproc406 libicu72 libcpp-httplib0.11 \
+      libjpeg62-turbo libpng16-16 libwebp7 libexif12 libicu72 libcpp-httplib0.11 \
       libprometheus-cpp-core1.0 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin updp \

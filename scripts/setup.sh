@@ -11,7 +11,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread
   libgtest-dev libgmock-dev
   libsqlite3-dev nlohmann-json3-dev zlib1g-dev
-  libopencv-imgcodecs-dev libopencv-imgproc-dev libicu-dev
+  libjpeg62-turbo-dev libpng-dev libwebp-dev libexif-dev libicu-dev
   libfaiss-dev
   dataset-fashion-mnist
   prometheus yamllint docker-compose curl

@@ -4,9 +4,9 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <opencv2/imgcodecs.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "server/model/image_codec.h"
 #include "server/model/npy.h"
 
 namespace updp::tools {
@@ -67,13 +67,11 @@ absl::Status ExportFashionMnistPng(const FashionMnist& d, const std::string& out
   std::vector<int64_t> lab;
   std::string text;
   for (int i = offset; i < offset + limit; ++i) {
-    cv::Mat img(d.rows, d.cols, CV_8UC1,
-                const_cast<uint8_t*>(d.pixels.data()) + static_cast<size_t>(i) * d.rows * d.cols);
     char name[32];
     std::snprintf(name, sizeof(name), "/%05d.png", i);
-    if (!cv::imwrite(out_dir + name, img)) {
-      return absl::InternalError(absl::StrCat(out_dir, name, ": write failed"));
-    }
+    absl::Status written = model::WriteGrayPng(
+        out_dir + name, d.cols, d.rows, d.pixels.data() + static_cast<size_t>(i) * d.rows * d.cols);
+    if (!written.ok()) return written;
     lab.push_back(d.labels[i]);
     absl::StrAppend(&text, d.labels[i], "\n");
   }

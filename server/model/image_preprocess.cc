@@ -1,14 +1,54 @@
 #include "server/model/image_preprocess.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "server/model/image_codec.h"
 
 namespace updp::model {
 namespace {
+
+absl::Status FileError(const std::string& path, const char* what, int err) {
+  std::string msg = absl::StrCat(path, ": ", what, ": ", std::strerror(err));
+  return err == ENOENT ? absl::NotFoundError(msg) : absl::InvalidArgumentError(msg);
+}
+
+// Plain POSIX reads: no exceptions, and a directory or a short read is an error naming the file.
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return FileError(path, "cannot open", errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return FileError(path, "cannot stat", err);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
+  }
+  std::string bytes(static_cast<size_t>(st.st_size), '\0');
+  size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = n < 0 ? errno : EIO;
+      ::close(fd);
+      return FileError(path, "read failed", err);
+    }
+    done += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return bytes;
+}
 
 constexpr int kPrecisionBits = 32 - 8 - 2;  // Pillow's fixed-point precision
 
@@ -100,48 +140,28 @@ RgbImage Vertical(const RgbImage& in, int out_h) {
   return out;
 }
 
-absl::StatusOr<RgbImage> FromMat(const cv::Mat& bgr, const std::string& name) {
-  if (bgr.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": cannot decode image (corrupt or unsupported format)"));
-  }
-  if (bgr.type() != CV_8UC3) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": unexpected decoded pixel type"));
-  }
-  cv::Mat rgb;
-  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
-  RgbImage img;
-  img.width = rgb.cols;
-  img.height = rgb.rows;
-  img.pixels.resize(static_cast<size_t>(img.width) * img.height * 3);
-  for (int y = 0; y < img.height; ++y) {
-    std::copy_n(rgb.ptr<uint8_t>(y), static_cast<size_t>(img.width) * 3,
-                &img.pixels[static_cast<size_t>(y) * img.width * 3]);
-  }
-  return img;
-}
-
 }  // namespace
 
 absl::StatusOr<RgbImage> DecodeImageFile(const std::string& path) {
-  cv::Mat m;
-  try {
-    // IMREAD_COLOR: 8-bit 3-channel, grayscale replicated, alpha dropped, EXIF orientation applied.
-    m = cv::imread(path, cv::IMREAD_COLOR);
-  } catch (const cv::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": cannot decode image: ", e.what()));
-  }
-  return FromMat(m, path);
+  absl::StatusOr<std::string> bytes = ReadWholeFile(path);
+  if (!bytes.ok()) return bytes.status();
+  return DecodeImageBytes(*bytes, path);
 }
 
 absl::StatusOr<RgbImage> DecodeImageBytes(const std::string& bytes, const std::string& name) {
-  cv::Mat m;
-  try {
-    cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<char*>(bytes.data()));
-    m = cv::imdecode(buf, cv::IMREAD_COLOR);
-  } catch (const cv::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": cannot decode image: ", e.what()));
+  switch (DetectImageFormat(bytes)) {
+    case ImageFormat::kJpeg:
+      return DecodeJpeg(bytes, name);
+    case ImageFormat::kPng:
+      return DecodePng(bytes, name);
+    case ImageFormat::kWebp:
+      return DecodeWebp(bytes, name);
+    case ImageFormat::kUnknown:
+      break;
   }
-  return FromMat(m, name);
+  if (bytes.empty()) return absl::InvalidArgumentError(absl::StrCat(name, ": empty file"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(name, ": unsupported image format (supported: JPEG, PNG, WebP)"));
 }
 
 RgbImage ResizeBicubicPillow(const RgbImage& in, int out_width, int out_height) {

@@ -1,5 +1,6 @@
-// Image decoding (OpenCV codecs: JPEG, PNG, WebP, BMP; EXIF orientation applied)
-// and BLIP-2 preprocessing that reproduces Pillow's 8-bit BICUBIC resize.
+// Image decoding (JPEG via libjpeg-turbo with the EXIF orientation applied, PNG via libpng, WebP
+// via libwebp: the codecs Pillow uses; see image_codec.h) and BLIP-2 preprocessing that
+// reproduces Pillow's 8-bit BICUBIC resize.
 #ifndef UPDP_SERVER_MODEL_IMAGE_PREPROCESS_H_
 #define UPDP_SERVER_MODEL_IMAGE_PREPROCESS_H_
 
@@ -18,8 +19,9 @@ struct RgbImage {
   std::vector<uint8_t> pixels;  // height * width * 3
 };
 
-// Decodes a file; grayscale, palette and alpha images become RGB (alpha dropped,
-// as Pillow's convert("RGB") does). A missing or corrupt file is an error naming it.
+// Decodes a JPEG, PNG or WebP file (format found from its first bytes, not its name) to what
+// Pillow's convert("RGB") gives: grayscale replicated, palette expanded, alpha dropped. A missing,
+// corrupt, truncated, oversized (> kMaxImagePixels) or other-format file is an error naming it.
 absl::StatusOr<RgbImage> DecodeImageFile(const std::string& path);
 absl::StatusOr<RgbImage> DecodeImageBytes(const std::string& bytes, const std::string& name);
 

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <opencv2/imgproc.hpp>
 
 namespace updp::prompt {
 namespace {
@@ -27,6 +26,29 @@ std::vector<double> Gray(const std::vector<uint8_t>& px) {
 }
 
 }  // namespace
+
+void AdjustHue(model::RgbImage& img, double shift) {
+  const float s_h = static_cast<float>(shift);
+  for (size_t i = 0; i + 2 < img.pixels.size(); i += 3) {
+    uint8_t* px = &img.pixels[i];
+    // RGB -> HSV, all in [0, 1] (torchvision's _rgb2hsv).
+    const float r = px[0] / 255.0f, g = px[1] / 255.0f, b = px[2] / 255.0f;
+    const float v = std::max({r, g, b});
+    const float delta = v - std::min({r, g, b});
+    if (delta == 0.0f) continue;  // grey: saturation 0, a hue shift changes nothing
+    const float s = delta / v;
+    float h = v == r ? (g - b) / delta : v == g ? 2.0f + (b - r) / delta : 4.0f + (r - g) / delta;
+    h = h / 6.0f + s_h;
+    h -= std::floor(h);  // modulo 1
+    // HSV -> RGB (torchvision's _hsv2rgb); h may round to 1.0, which sector 6 % 6 = 0 handles.
+    const float h6 = h * 6.0f;
+    const int sector = static_cast<int>(std::floor(h6)) % 6;
+    const float f = h6 - std::floor(h6);
+    const float p = v * (1.0f - s), q = v * (1.0f - s * f), t = v * (1.0f - s * (1.0f - f));
+    const float rgb[6][3] = {{v, t, p}, {q, v, p}, {p, v, t}, {p, q, v}, {t, p, v}, {v, p, q}};
+    for (int c = 0; c < 3; ++c) px[c] = Clamp(rgb[sector][c] * 255.0);
+  }
+}
 
 model::RgbImage Augment(const model::RgbImage& img, int size, const AugmentOptions& o,
                         std::mt19937_64& rng) {
@@ -81,16 +103,7 @@ model::RgbImage Augment(const model::RgbImage& img, int size, const AugmentOptio
       }
     }
     double hue = U(rng, -o.hue, o.hue);
-    if (hue != 0.0) {
-      cv::Mat rgb(size, size, CV_8UC3, out.pixels.data()), hsv;
-      cv::cvtColor(rgb, hsv, cv::COLOR_RGB2HSV);  // H in [0,180)
-      const int shift = static_cast<int>(std::lround(hue * 180.0));
-      for (int y = 0; y < size; ++y) {
-        auto* p = hsv.ptr<cv::Vec3b>(y);
-        for (int x = 0; x < size; ++x) p[x][0] = static_cast<uint8_t>(((p[x][0] + shift) % 180 + 180) % 180);
-      }
-      cv::cvtColor(hsv, rgb, cv::COLOR_HSV2RGB);
-    }
+    if (hue != 0.0) AdjustHue(out, hue);
   }
   if (U(rng, 0, 1) < o.grayscale_p) {
     auto g = Gray(out.pixels);

@@ -17,6 +17,11 @@ struct AugmentOptions {
   double grayscale_p = 0.2;
 };
 
+// Rotates every pixel's hue by `shift` (a fraction of the colour circle, in [-0.5, 0.5]) as
+// torchvision's adjust_hue does on a tensor: RGB -> HSV in float [0, 1], h = (h + shift) mod 1,
+// back to RGB, rounded to 8 bits.
+void AdjustHue(model::RgbImage& img, double shift);
+
 // Returns an augmented copy of `img`, resized to size x size (Pillow bicubic).
 model::RgbImage Augment(const model::RgbImage& img, int size, const AugmentOptions& o,
                         std::mt19937_64& rng);
