@@ -23,7 +23,7 @@ using nlohmann::json;
 
 namespace {
 
-const std::set<std::string> kImageExtensions = {".jpg", ".jpeg", ".png", ".webp", ".bmp"};
+const std::set<std::string> kImageExtensions = {".jpg", ".jpeg", ".png", ".webp"};
 
 absl::Status ValidateName(const std::string& field, const std::string& name) {
   static const std::regex kName("^[A-Za-z0-9._-]{1,64}$");
@@ -127,7 +127,7 @@ absl::StatusOr<DatasetInfo> ServerCore::RegisterDataset(const std::string& name,
     std::sort(files.begin(), files.end());
     if (files.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "images.path: no images (jpg, jpeg, png, webp, bmp) under '", path, "'"));
+          "images.path: no images (jpg, jpeg, png, webp) under '", path, "'"));
     }
     for (const auto& f : files) {
       // A symlink inside the tree may point outside the allowed roots.
