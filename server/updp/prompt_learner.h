@@ -77,7 +77,7 @@ class PromptModule {
 struct Losses {
   torch::Tensor total, instance, cluster, entropy;
 };
-// Contrastive Clustering losses for two views (see shared/design/methods.md).
+// Contrastive Clustering losses for two views (see docs/METHODS.md).
 Losses ComputeLosses(const torch::Tensor& z_a, const torch::Tensor& z_b, const torch::Tensor& p_a,
                      const torch::Tensor& p_b, double tau_i, double tau_c);
 
