@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The server on the device: starts updp-server, registers UPDP_N images, runs EMBED,
 # LEARN_PROMPT and SELECT (UP-DP and k-means) through updpctl, and records each
-# stage's wall time and the device memory gauges in $UPDP_OUT/server.json.
+# stage's wall time and the device memory gauges in $UPDP_JSON.
 # Called by bench/gpu/check.sh (which sets every UPDP_* variable).
 set -euo pipefail
 : "${UPDP_BIN:?}" "${UPDP_DEVICE:?}" "${UPDP_MODEL:?}" "${UPDP_IMAGES:?}" "${UPDP_N:?}" "${UPDP_EPOCHS:?}"
@@ -9,7 +9,8 @@ set -euo pipefail
 PY="${PY:-python3}"
 rm -rf "$UPDP_WORK"
 mkdir -p "$UPDP_WORK/images"
-ls "$UPDP_IMAGES" | grep -E '\.jpg$' | head -n "$UPDP_N" | while read -r f; do cp "$UPDP_IMAGES/$f" "$UPDP_WORK/images/"; done
+files=("$UPDP_IMAGES"/*.jpg)
+cp "${files[@]:0:$UPDP_N}" "$UPDP_WORK/images/"
 PORT=$((41000 + RANDOM % 2000))
 MPORT=$((PORT + 2000))
 export UPDP_ADDR="localhost:$PORT"
@@ -18,10 +19,16 @@ now() { date +%s.%N; }
 T0=$(now)
 "$UPDP_BIN/updp-server" --port "$PORT" --host 127.0.0.1 --metrics_port "$MPORT" --data_dir "$UPDP_WORK/data" \
   --model_dir "$UPDP_MODEL" --device "$UPDP_DEVICE" --allowed_roots "$UPDP_WORK" \
-  --decode_threads "$UPDP_DECODE_THREADS" --batch_size 128 >"$UPDP_OUT/server.log" 2>&1 &
+  --decode_threads "$UPDP_DECODE_THREADS" --batch_size 128 --shutdown_grace_ms 2000 >"$UPDP_OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
-"$CTL" health --timeout 600
+# Serving once the model is loaded; give up if the server exits or after 10 minutes.
+for _ in $(seq 1 1200); do
+  "$CTL" health --timeout 2 >/dev/null 2>&1 && break
+  kill -0 "$SERVER" 2>/dev/null || { echo "updp-server exited:"; cat "$UPDP_OUT/server.log"; exit 1; }
+  sleep 0.5
+done
+"$CTL" health --timeout 2
 T_READY=$(now)
 metrics() { "$PY" -c "import urllib.request;print(urllib.request.urlopen('http://127.0.0.1:$MPORT/metrics').read().decode())"; }
 declare -A T
@@ -48,7 +55,8 @@ val() {
   v=$(grep -E "^$1(\{| )" "$UPDP_WORK/metrics.txt" | awk '{print $NF}' | head -1)
   echo "${v:-null}"
 }
-cat >"$UPDP_OUT/server.json" <<JSON
+JSON_OUT="${UPDP_JSON:-$UPDP_OUT/server.json}"
+cat >"$JSON_OUT" <<JSON
 {"device": "$UPDP_DEVICE", "images": $UPDP_N, "epochs": $UPDP_EPOCHS,
  "startup_to_serving_s": $(awk -v a="$T0" -v b="$T_READY" 'BEGIN{printf "%.2f", b-a}'),
  "stages_s": {"register": ${T[register]}, "embed": ${T[embed]}, "learn_prompt": ${T[learn_prompt]},
@@ -59,4 +67,4 @@ cat >"$UPDP_OUT/server.json" <<JSON
  "device_memory_peak_reserved_bytes": $(val updp_device_memory_peak_reserved_bytes),
  "picks": $(($(wc -l <"$UPDP_WORK/picks.csv") - 1))}
 JSON
-cat "$UPDP_OUT/server.json"
+cat "$JSON_OUT"

@@ -35,17 +35,22 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--seconds", type=float, default=0)
     ap.add_argument("--dry_run", type=int, default=0)
+    ap.add_argument("--work", required=True, help="folder with steps.jsonl and server.json")
+    ap.add_argument("--quiet", action="store_true", help="write results.json only")
     a = ap.parse_args()
     steps = []
-    with open(os.path.join(a.out, "steps.jsonl")) as f:
-        steps = [json.loads(l) for l in f if l.strip()]
+    try:
+        with open(os.path.join(a.work, "steps.jsonl")) as f:
+            steps = [json.loads(l) for l in f if l.strip()]
+    except OSError:
+        pass
     with open(os.path.join(a.out, "check.log"), errors="replace") as f:
         log_text = f.read()
     r = {"dry_run": bool(a.dry_run), "wall_s": a.seconds, "steps": steps, "parity": parity(log_text),
          "hf_compare": load(os.path.join(a.out, "hf_compare.json")),
          "variants": {os.path.basename(p)[8:-5]: load(p) for p in glob.glob(os.path.join(a.out, "variant_*.json"))},
          "end_to_end": load(os.path.join(a.out, "end_to_end.json")),
-         "server": load(os.path.join(a.out, "server.json"))}
+         "server": load(os.path.join(a.work, "server.json"))}
     goals = []
     hc = r["hf_compare"] or {}
     if "fp32_max_abs_diff_image_embeds_proj" in hc:
@@ -70,6 +75,8 @@ def main():
     r["goals"] = [{"what": g[0], "value": g[1], "met": g[2], "goal": g[3]} for g in goals]
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(r, f, indent=2)
+    if a.quiet:
+        return
     print("== GPU check summary" + (" (DRY RUN on CPU: sizes and goals do not apply)" if a.dry_run else ""))
     for s in steps:
         print(f"  step {s['step']:<22} rc={s['rc']} {s['seconds']:>8.1f}s")

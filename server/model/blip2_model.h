@@ -28,9 +28,10 @@ struct ModelOptions {
   // dtype of the vision encoder; the Q-Former always runs in float32.
   torch::ScalarType vision_dtype = torch::kFloat32;
   AttentionKernel attention = AttentionKernel::kAuto;
-  // On CUDA, let float32 matrix products (the Q-Former) use TF32 tensor cores. This is
-  // process-wide in LibTorch. Load() turns it on only when the vision encoder runs in
-  // bf16/fp16, whose rounding is far larger than TF32's; fp32 (parity) stays exact.
+  // On CUDA, let float32 matrix products and convolutions (the Q-Former, the patch
+  // embedding) use TF32 tensor cores. This is process-wide in LibTorch. Load() turns it
+  // on only when the vision encoder runs in bf16/fp16, whose rounding is far larger than
+  // TF32's, and off otherwise, so that fp32 (parity) stays IEEE fp32.
   bool allow_tf32_with_low_precision_vision = true;
 };
 

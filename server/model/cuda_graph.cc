@@ -36,7 +36,9 @@ torch::Tensor CudaGraphCache::Run(const torch::Tensor& input) {
   std::lock_guard<std::mutex> l(mu_);
   c10::cuda::CUDAGuard device_guard(device_);
   const std::vector<int64_t> shape = input.sizes().vec();
-  if (entries_.count(shape) == 0 && static_cast<int>(entries_.size()) >= max_graphs_) {
+  auto it = entries_.find(shape);
+  if (it != entries_.end() && it->second == nullptr) return torch::Tensor();  // capture failed
+  if (it == entries_.end() && static_cast<int>(entries_.size()) >= max_graphs_) {
     return torch::Tensor();
   }
   auto& slot = entries_[shape];
@@ -49,7 +51,8 @@ torch::Tensor CudaGraphCache::Run(const torch::Tensor& input) {
     // non-default stream. Synchronising here happens once per shape.
     c10::cuda::device_synchronize();
     c10::cuda::CUDAStream side = c10::cuda::getStreamFromPool(false, device_.index());
-    {
+    bool capturing = false;
+    try {
       c10::cuda::CUDAStreamGuard stream_guard(side);
       for (int i = 0; i < 2; ++i) fn_(e->input);
       side.synchronize();
@@ -60,8 +63,21 @@ torch::Tensor CudaGraphCache::Run(const torch::Tensor& input) {
 #else
       e->graph.capture_begin();
 #endif
+      capturing = true;
       e->output = fn_(e->input);
       e->graph.capture_end();
+    } catch (const std::exception& ex) {
+      // Never leave a half-made graph behind: this shape then runs without one.
+      if (capturing) {
+        try {
+          e->graph.capture_end();
+        } catch (...) {
+        }
+      }
+      TORCH_WARN("CUDA graph capture failed for this batch shape; running without it: ", ex.what());
+      // The slot stays empty: remembered as "no graph" for this shape.
+      c10::cuda::device_synchronize();
+      return torch::Tensor();
     }
     c10::cuda::device_synchronize();
     slot = std::move(e);
