@@ -36,6 +36,9 @@ ABSL_FLAG(std::string, device, "cpu", "cpu | cuda[:N]");
 ABSL_FLAG(std::string, precision, "auto", "vision dtype: auto | fp32 | bf16 | fp16");
 ABSL_FLAG(std::string, attention, "auto", "auto | math | sdpa");
 ABSL_FLAG(bool, cuda_graphs, true, "replay the image path as CUDA graphs (CUDA only)");
+ABSL_FLAG(std::string, qformer_precision, "auto",
+          "Q-Former dtype on the image path: auto (bf16 with a bf16 ViT on CUDA) | fp32 | bf16");
+ABSL_FLAG(bool, fused_gelu, false, "fc1+GELU as one GEMM with a tanh-GELU epilogue (CUDA, bf16/fp16 ViT)");
 ABSL_FLAG(std::vector<std::string>, batch_sizes, {"32"}, "comma-separated batch sizes");
 ABSL_FLAG(int, batches, 5, "timed batches per batch size (model only); 0 skips timing");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: LibTorch's default)");
@@ -108,6 +111,10 @@ int main(int argc, char** argv) {
   mo.device = *device;
   mo.vision_dtype = *dtype;
   mo.attention = *attention;
+  auto qdtype = updp::model::ParseQFormerDtype(absl::GetFlag(FLAGS_qformer_precision), *device, *dtype);
+  if (!qdtype.ok()) return Fail(std::string(qdtype.status().message()));
+  mo.qformer_image_dtype = *qdtype;
+  mo.fused_gelu = absl::GetFlag(FLAGS_fused_gelu);
   auto m = Blip2Model::Load(dir, mo);
   if (!m.ok()) return Fail(std::string(m.status().message()));
   std::shared_ptr<const Blip2Model> model(std::move(*m));
@@ -123,16 +130,19 @@ int main(int argc, char** argv) {
       {"device", absl::GetFlag(FLAGS_device)},
       {"vision_dtype", updp::model::DtypeToString(*dtype)},
       {"attention", updp::model::AttentionName(model->attention())},
+      {"qformer_image_dtype", updp::model::DtypeToString(*qdtype)},
+      {"fused_gelu", absl::GetFlag(FLAGS_fused_gelu)},
       {"cuda_graphs", enc.uses_cuda_graphs()},
       {"threads", torch::get_num_threads()},
       {"torch_version", TORCH_VERSION},
       {"load_s", load_s},
   };
   std::printf(
-      "checkpoint %s (%lld parameters), device %s, vision dtype %s, attention %s, cuda graphs %s, "
-      "LibTorch %s, %d threads, load %.1f s\n",
+      "checkpoint %s (%lld parameters), device %s, vision dtype %s, Q-Former image path %s, "
+      "attention %s, cuda graphs %s, LibTorch %s, %d threads, load %.1f s\n",
       dir.c_str(), static_cast<long long>(model->num_parameters()), absl::GetFlag(FLAGS_device).c_str(),
-      updp::model::DtypeToString(*dtype).c_str(), updp::model::AttentionName(model->attention()),
+      updp::model::DtypeToString(*dtype).c_str(), updp::model::DtypeToString(*qdtype).c_str(),
+      updp::model::AttentionName(model->attention()),
       enc.uses_cuda_graphs() ? "on" : "off", TORCH_VERSION, torch::get_num_threads(), load_s);
 
   if (!absl::GetFlag(FLAGS_pixels_in).empty()) {

@@ -115,6 +115,7 @@ def main():
     ap.add_argument("--attn", default="eager,sdpa", help="transformers attention implementations to time")
     ap.add_argument("--tolerance", type=float, default=1e-3, help="max abs difference allowed (fp32)")
     ap.add_argument("--out", default="", help="write the results as JSON here")
+    ap.add_argument("--save_dir", default="", help="keep the pixels and the fp32 reference features here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b]
@@ -139,6 +140,11 @@ def main():
         ref_feat = hf_image_feature(m, pixels.to(args.device)).float().cpu()
     del m
     save_file({"pixel_values": pixels.contiguous()}, os.path.join(tmp, "pixels.safetensors"))
+    if args.save_dir:
+        os.makedirs(args.save_dir, exist_ok=True)
+        save_file({"pixel_values": pixels.contiguous()}, os.path.join(args.save_dir, "pixels.safetensors"))
+        save_file({"image_embeds_proj": ref.contiguous(), "image_feature": ref_feat.contiguous()},
+                  os.path.join(args.save_dir, "reference_fp32.safetensors"))
     feats = os.path.join(tmp, "updp.safetensors")
     res["fp32_within_tolerance"] = False
     if run_updp(args, ["--pixels_in", os.path.join(tmp, "pixels.safetensors"), "--features_out", feats,

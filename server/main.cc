@@ -23,6 +23,11 @@ ABSL_FLAG(std::string, precision, "auto", "vision encoder dtype: auto (bf16 on C
 ABSL_FLAG(std::string, attention, "auto",
           "attention kernel: auto (fused scaled-dot-product attention on LibTorch >= 2) | math | sdpa");
 ABSL_FLAG(bool, cuda_graphs, true, "replay the image encoder as CUDA graphs per batch shape (CUDA only)");
+ABSL_FLAG(std::string, qformer_precision, "auto",
+          "Q-Former dtype when embedding images: auto (bf16 with a bf16 ViT on CUDA) | fp32 | bf16; "
+          "prompt learning always runs it in fp32");
+ABSL_FLAG(bool, fused_gelu, false,
+          "CUDA, bf16/fp16 ViT: fc1+GELU as one GEMM with cuBLASLt's tanh-GELU epilogue");
 ABSL_FLAG(std::vector<std::string>, allowed_roots, {},
           "comma-separated directories that dataset paths must resolve into");
 ABSL_FLAG(int, queue_capacity, 64, "maximum queued jobs (RESOURCE_EXHAUSTED beyond)");
@@ -50,6 +55,8 @@ int main(int argc, char** argv) {
   o.precision = absl::GetFlag(FLAGS_precision);
   o.attention = absl::GetFlag(FLAGS_attention);
   o.cuda_graphs = absl::GetFlag(FLAGS_cuda_graphs);
+  o.qformer_precision = absl::GetFlag(FLAGS_qformer_precision);
+  o.fused_gelu = absl::GetFlag(FLAGS_fused_gelu);
   o.allowed_roots = absl::GetFlag(FLAGS_allowed_roots);
   o.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   o.cpu_threads = absl::GetFlag(FLAGS_cpu_threads);

@@ -30,6 +30,8 @@ mkdir -p "$WORK"
 # At most 8 files come back from $OUT: per-step bookkeeping stays in $WORK and is
 # folded into $OUT/results.json after every step.
 STEPS="$WORK/steps.jsonl"
+J="$WORK/json"  # per-step JSON, folded into $OUT/results.json
+rm -rf "$J" && mkdir -p "$J"
 : >"$LOG"
 : >"$STEPS"
 T_START=$(date +%s.%N)
@@ -172,26 +174,30 @@ PREC=bf16
 [ "$DRY" = 1 ] && PREC=fp32
 step hf_compare 240 env PYTHONUNBUFFERED=1 "$PY" bench/hf_compare.py --model_dir "$MODEL" \
   --updp "$BIN/updp-bench-encoder" --device "$DEVICE" --precision "$PREC" --threads "$THREADS" \
-  --batch_sizes "$BATCHES_HF" --batches "$BATCHES" --compare_batch 8 --out "$OUT/hf_compare.json"
+  --batch_sizes "$BATCHES_HF" --batches "$BATCHES" --compare_batch 8 --out "$J/hf_compare.json" --save_dir "$WORK/ref"
 
 # --- 4. what each fast-path piece gives (one batch size) -------------------------
-for variant in "graphs_off:--cuda_graphs=false" "math_attention:--attention=math"; do
+for variant in "graphs_off:--cuda_graphs=false" "math_attention:--attention=math" \
+  "qformer_fp32:--qformer_precision=fp32" "fused_gelu:--fused_gelu"; do
   name="${variant%%:*}"
   step "variant_$name" 90 "$BIN/updp-bench-encoder" --model_dir "$MODEL" --device "$DEVICE" --precision "$PREC" \
     --batch_sizes "$VARIANT_BATCH" --batches "$BATCHES" --threads "$THREADS" "${variant#*:}" \
-    --json_out "$OUT/variant_$name.json"
+    --json_out "$J/variant_$name.json"
 done
+step bf16_accuracy 120 "$PY" bench/gpu/bf16_accuracy.py --updp "$BIN/updp-bench-encoder" --model_dir "$MODEL" \
+  --device "$DEVICE" --precision "$PREC" --ref_dir "$WORK/ref" --out "$J/bf16_accuracy.json" \
+  --variants "default:,fused_gelu:--fused_gelu,qformer_fp32:--qformer_precision=fp32"
 
 # --- 5. end to end from JPEG files -------------------------------------------------
 IMAGES="$WORK/images"
 step make_images 60 "$PY" bench/gpu/make_images.py --out "$IMAGES" --count "$N_IMAGES" --workers "$DECODE_THREADS"
 step end_to_end 120 "$BIN/updp-bench-encoder" --model_dir "$MODEL" --device "$DEVICE" --precision "$PREC" \
   --batch_sizes "$VARIANT_BATCH" --batches "$BATCHES" --threads "$THREADS" --images "$IMAGES" \
-  --decode_threads "$DECODE_THREADS" --json_out "$OUT/end_to_end.json"
+  --decode_threads "$DECODE_THREADS" --json_out "$J/end_to_end.json"
 
 # --- 6. the server on the device ---------------------------------------------------
 step server 240 env PY="$PY" UPDP_BIN="$BIN" UPDP_DEVICE="$DEVICE" UPDP_MODEL="$MODEL" UPDP_IMAGES="$IMAGES" \
-  UPDP_N="$N_SERVER" UPDP_EPOCHS="$EPOCHS" UPDP_WORK="$WORK/server" UPDP_OUT="$OUT" UPDP_JSON="$WORK/server.json" \
+  UPDP_N="$N_SERVER" UPDP_EPOCHS="$EPOCHS" UPDP_WORK="$WORK/server" UPDP_OUT="$OUT" UPDP_JSON="$J/server.json" \
   UPDP_DECODE_THREADS="$DECODE_THREADS" bash bench/gpu/server_run.sh
 
 # --- summary ------------------------------------------------------------------------

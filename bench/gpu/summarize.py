@@ -46,11 +46,13 @@ def main():
         pass
     with open(os.path.join(a.out, "check.log"), errors="replace") as f:
         log_text = f.read()
+    j = os.path.join(a.work, "json")
     r = {"dry_run": bool(a.dry_run), "wall_s": a.seconds, "steps": steps, "parity": parity(log_text),
-         "hf_compare": load(os.path.join(a.out, "hf_compare.json")),
-         "variants": {os.path.basename(p)[8:-5]: load(p) for p in glob.glob(os.path.join(a.out, "variant_*.json"))},
-         "end_to_end": load(os.path.join(a.out, "end_to_end.json")),
-         "server": load(os.path.join(a.work, "server.json"))}
+         "hf_compare": load(os.path.join(j, "hf_compare.json")),
+         "variants": {os.path.basename(p)[8:-5]: load(p) for p in glob.glob(os.path.join(j, "variant_*.json"))},
+         "bf16_accuracy": load(os.path.join(j, "bf16_accuracy.json")),
+         "end_to_end": load(os.path.join(j, "end_to_end.json")),
+         "server": load(os.path.join(j, "server.json"))}
     goals = []
     hc = r["hf_compare"] or {}
     if "fp32_max_abs_diff_image_embeds_proj" in hc:
@@ -83,6 +85,12 @@ def main():
     for g in goals:
         met = "" if g[2] is None else ("MET" if g[2] else "NOT MET")
         print(f"  {g[0]}: {g[1]}  [{g[3]}] {met}")
+    for k, v in sorted(r["variants"].items()):
+        if v and v.get("model_only"):
+            print(f"  variant {k}: {v['model_only'][0]['images_per_s']:.1f} images/s at batch {v['model_only'][0]['batch_size']}")
+    if r["bf16_accuracy"]:
+        for k, v in r["bf16_accuracy"]["variants"].items():
+            print(f"  accuracy {k}: " + json.dumps(v))
     if r["server"]:
         print("  server: " + json.dumps(r["server"]))
 

@@ -125,6 +125,10 @@ absl::Status ServerCore::LoadModel() {
   mo.device = *device;
   mo.vision_dtype = *dtype;
   mo.attention = *attention;
+  auto qdtype = model::ParseQFormerDtype(options_.qformer_precision, *device, *dtype);
+  if (!qdtype.ok()) return qdtype.status();
+  mo.qformer_image_dtype = *qdtype;
+  mo.fused_gelu = options_.fused_gelu;
   auto m = model::Blip2Model::Load(options_.model_dir, mo);
   if (!m.ok()) return m.status();
   auto tok = model::BertTokenizer::FromVocabFile(options_.model_dir + "/vocab.txt");

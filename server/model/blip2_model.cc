@@ -165,6 +165,18 @@ absl::StatusOr<torch::ScalarType> ParseVisionDtype(const std::string& precision,
       absl::StrCat("precision: '", precision, "' is not one of auto, fp32, bf16, fp16"));
 }
 
+absl::StatusOr<torch::ScalarType> ParseQFormerDtype(const std::string& precision,
+                                                    const torch::Device& device,
+                                                    torch::ScalarType vision_dtype) {
+  if (precision == "auto") {
+    return device.is_cuda() && vision_dtype == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat32;
+  }
+  if (precision == "fp32") return torch::kFloat32;
+  if (precision == "bf16") return torch::kBFloat16;
+  return absl::InvalidArgumentError(
+      absl::StrCat("qformer_precision: '", precision, "' is not one of auto, fp32, bf16"));
+}
+
 absl::StatusOr<std::unique_ptr<Blip2Model>> Blip2Model::Load(const std::string& dir,
                                                              const ModelOptions& options) {
   auto config_text = ReadFile(dir + "/config.json");
@@ -282,7 +294,7 @@ absl::StatusOr<std::unique_ptr<Blip2Model>> Blip2Model::Load(const std::string& 
   m->word_emb_ = W("embeddings.word_embeddings.weight");
   m->text_pos_emb_ = W("embeddings.position_embeddings.weight");
   const double qeps = c.qformer.layer_norm_eps;
-  m->qformer_ln_ = N("qformer.layernorm", qeps);
+  m->qformer_.ln = N("qformer.layernorm", qeps);
   auto attention = [&](const std::string& pre) {
     Attention a;
     a.q = L(pre + "attention.query");
@@ -304,7 +316,37 @@ absl::StatusOr<std::unique_ptr<Blip2Model>> Blip2Model::Load(const std::string& 
     q.inter_q = L(l + "intermediate_query.dense");
     q.out_q = L(l + "output_query.dense");
     q.out_q_ln = N(l + "output_query.LayerNorm", qeps);
-    m->qformer_layers_.push_back(q);
+    m->qformer_.layers.push_back(q);
+  }
+  if (options.qformer_image_dtype != torch::kFloat32) {
+    const auto dt = options.qformer_image_dtype;
+    auto cl = [dt](Linear l) {
+      l.w = l.w.to(dt);
+      if (l.b.defined()) l.b = l.b.to(dt);
+      return l;
+    };
+    auto cn = [dt](LayerNorm n) {
+      n.w = n.w.to(dt);
+      n.b = n.b.to(dt);
+      return n;
+    };
+    auto ca = [&](Attention a) {
+      return Attention{cl(a.q), cl(a.k), cl(a.v), cl(a.out), cn(a.ln)};
+    };
+    m->qformer_image_.dtype = dt;
+    m->qformer_image_.ln = cn(m->qformer_.ln);
+    for (const QFormerLayer& l : m->qformer_.layers) {
+      QFormerLayer c = l;
+      c.self_attn = ca(l.self_attn);
+      if (l.has_cross) c.cross_attn = ca(l.cross_attn);
+      c.inter = cl(l.inter);
+      c.out = cl(l.out);
+      c.inter_q = cl(l.inter_q);
+      c.out_q = cl(l.out_q);
+      c.out_ln = cn(l.out_ln);
+      c.out_q_ln = cn(l.out_q_ln);
+      m->qformer_image_.layers.push_back(c);
+    }
   }
   m->vision_proj_ = L("vision_projection");
   m->text_proj_ = L("text_projection");
@@ -332,12 +374,22 @@ torch::Tensor Blip2Model::EncodeImage(const torch::Tensor& pixel_values) const {
   torch::Tensor h = VisionEmbeddings(pixel_values);
   const int64_t heads = config_.vision.num_attention_heads;
   const int64_t b = h.size(0), t = h.size(1), dim = h.size(2), hd = dim / heads;
+  const bool fused_gelu = options_.fused_gelu && options_.device.is_cuda() &&
+                          options_.vision_dtype != torch::kFloat32;
   for (const auto& l : vision_layers_) {
     torch::Tensor x = l.ln1(h);
     torch::Tensor qkv = l.qkv(x).reshape({b, t, 3, heads, hd}).permute({2, 0, 3, 1, 4});
     torch::Tensor ctx = Attend(qkv[0], qkv[1], qkv[2], torch::Tensor(), true);  // [B,H,T,hd]
     ctx = ctx.permute({0, 2, 1, 3}).reshape({b, t, dim});
     h = h + l.proj(ctx);
+#if TORCH_VERSION_MAJOR >= 2
+    if (fused_gelu) {
+      torch::Tensor x2 = l.ln2(h).reshape({b * t, dim});
+      torch::Tensor a = at::_addmm_activation(l.fc1.b, x2, l.fc1.w.t(), 1, 1, /*use_gelu=*/true);
+      h = h + l.fc2(a.view({b, t, -1}));
+      continue;
+    }
+#endif
     h = h + l.fc2(torch::gelu(l.fc1(l.ln2(h))));
   }
   return post_ln_(h).to(torch::kFloat32);
@@ -389,18 +441,24 @@ torch::Tensor Blip2Model::Attend(const torch::Tensor& q, const torch::Tensor& k,
 torch::Tensor Blip2Model::QFormer(const torch::Tensor& emb, int64_t query_length,
                                   const torch::Tensor& attention_mask,
                                   const torch::Tensor& image_embeds) const {
+  return RunQFormer(qformer_, emb, query_length, attention_mask, image_embeds);
+}
+
+torch::Tensor Blip2Model::RunQFormer(const QFormerWeights& w, const torch::Tensor& emb,
+                                     int64_t query_length, const torch::Tensor& attention_mask,
+                                     const torch::Tensor& image_embeds) const {
   TORCH_CHECK(query_length == 0 || image_embeds.defined(),
               "Q-Former with queries needs image embeddings");
-  torch::Tensor h = qformer_ln_(emb.to(options_.device, torch::kFloat32));
+  torch::Tensor h = w.ln(emb.to(options_.device, w.dtype));
   torch::Tensor mask_add;
   if (attention_mask.defined()) {
     mask_add = (1.0 - attention_mask.to(options_.device, torch::kFloat32)) * -10000.0;
-    mask_add = mask_add.unsqueeze(1).unsqueeze(1);  // [B,1,1,L]
+    mask_add = mask_add.unsqueeze(1).unsqueeze(1).to(w.dtype);  // [B,1,1,L]
   }
   torch::Tensor img;
-  if (query_length > 0) img = image_embeds.to(options_.device, torch::kFloat32);
+  if (query_length > 0) img = image_embeds.to(options_.device, w.dtype);
   const int64_t len = h.size(1);
-  for (const auto& l : qformer_layers_) {
+  for (const auto& l : w.layers) {
     torch::Tensor a = BertAttention(l.self_attn, h, h, mask_add);
     if (query_length > 0) {
       torch::Tensor q = a.narrow(1, 0, query_length);
@@ -422,7 +480,8 @@ torch::Tensor Blip2Model::QFormer(const torch::Tensor& emb, int64_t query_length
 
 torch::Tensor Blip2Model::ImageQueryOutput(const torch::Tensor& image_embeds) const {
   torch::Tensor q = query_tokens_.expand({image_embeds.size(0), -1, -1});
-  return QFormer(q, q.size(1), torch::Tensor(), image_embeds);
+  const QFormerWeights& w = qformer_image_.layers.empty() ? qformer_ : qformer_image_;
+  return RunQFormer(w, q, q.size(1), torch::Tensor(), image_embeds).to(torch::kFloat32);
 }
 
 torch::Tensor Blip2Model::TextOutput(const torch::Tensor& ids, const torch::Tensor& mask) const {

@@ -33,7 +33,22 @@ struct ModelOptions {
   // on only when the vision encoder runs in bf16/fp16, whose rounding is far larger than
   // TF32's, and off otherwise, so that fp32 (parity) stays IEEE fp32.
   bool allow_tf32_with_low_precision_vision = true;
+  // dtype of the Q-Former on the image-feature path (ImageQueryOutput, ImageFeature):
+  // float32, or bf16/fp16 as the reference implementation runs it in its bf16 mode. The
+  // text and multimodal passes (prompt learning) always run in float32.
+  torch::ScalarType qformer_image_dtype = torch::kFloat32;
+  // CUDA with a bf16/fp16 ViT only: compute the MLP's fc1 + GELU as one cuBLASLt GEMM
+  // with a GELU epilogue. That epilogue is the tanh approximation of GELU (BLIP-2 uses
+  // the exact erf form): hidden states move by ~4e-4 in fp32 terms, far below bf16's
+  // rounding. Off by default.
+  bool fused_gelu = false;
 };
+
+// Q-Former image-path dtype: "auto" (bf16 when the ViT runs in bf16 on CUDA, else fp32),
+// "fp32", "bf16".
+absl::StatusOr<torch::ScalarType> ParseQFormerDtype(const std::string& precision,
+                                                    const torch::Device& device,
+                                                    torch::ScalarType vision_dtype);
 
 // True when this LibTorch provides the fused attention (>= 2.0).
 bool SdpaAvailable();
@@ -143,6 +158,15 @@ class Blip2Model {
                        const torch::Tensor& mask_add, bool scale_after) const;
   torch::Tensor BertAttention(const Attention& a, const torch::Tensor& h,
                               const torch::Tensor& kv, const torch::Tensor& mask_add) const;
+  // One set of Q-Former weights in one dtype.
+  struct QFormerWeights {
+    torch::ScalarType dtype = torch::kFloat32;
+    LayerNorm ln;
+    std::vector<QFormerLayer> layers;
+  };
+  torch::Tensor RunQFormer(const QFormerWeights& w, const torch::Tensor& emb,
+                           int64_t query_length, const torch::Tensor& attention_mask,
+                           const torch::Tensor& image_embeds) const;
 
   Blip2Config config_;
   ModelOptions options_;
@@ -154,8 +178,8 @@ class Blip2Model {
   std::vector<VisionLayer> vision_layers_;
   LayerNorm post_ln_;
   torch::Tensor query_tokens_, word_emb_, text_pos_emb_;
-  LayerNorm qformer_ln_;
-  std::vector<QFormerLayer> qformer_layers_;
+  QFormerWeights qformer_;        // float32: every pass
+  QFormerWeights qformer_image_;  // the image path's copy when qformer_image_dtype != fp32
   Linear vision_proj_, text_proj_, itm_head_;
 };
 

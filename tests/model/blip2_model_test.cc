@@ -63,6 +63,29 @@ TEST(Blip2Model, FusedAttentionEqualsMatmulSoftmaxOnCpu) {
   EXPECT_GT(diff((*sdpa)->TextOutput(ids, mask), (*sdpa)->TextOutput(ids, torch::ones_like(mask))), 1e-3);
 }
 
+// The image path can run its Q-Former in bf16 (as the reference does in its bf16 mode):
+// close to float32, not identical, and the text path stays float32.
+TEST(Blip2Model, Bf16QFormerImagePathIsCloseToFloat32) {
+  EXPECT_EQ(*ParseQFormerDtype("auto", torch::kCPU, torch::kBFloat16), torch::kFloat32);
+  EXPECT_EQ(*ParseQFormerDtype("bf16", torch::kCPU, torch::kFloat32), torch::kBFloat16);
+  EXPECT_FALSE(ParseQFormerDtype("fp8", torch::kCPU, torch::kFloat32).ok());
+  ModelOptions bf16;
+  bf16.qformer_image_dtype = torch::kBFloat16;
+  auto ref = Blip2Model::Load(kFixture, {});
+  auto low = Blip2Model::Load(kFixture, bf16);
+  ASSERT_TRUE(ref.ok() && low.ok());
+  auto in = *SafetensorsFile::Open(kFixture + "/inputs.safetensors");
+  torch::NoGradGuard g;
+  torch::Tensor img = (*ref)->EncodeImage(*in->Get("pixel_values"));
+  torch::Tensor a = (*ref)->ImageFeature(img), b = (*low)->ImageFeature(img);
+  EXPECT_EQ(b.scalar_type(), torch::kFloat32);
+  const double d = (a - b).abs().max().item<double>();
+  EXPECT_GT(d, 0.0);
+  EXPECT_LT(d, 3e-2);
+  torch::Tensor ids = *in->Get("input_ids"), mask = *in->Get("attention_mask");
+  EXPECT_TRUE(torch::equal((*ref)->TextOutput(ids, mask), (*low)->TextOutput(ids, mask)));
+}
+
 TEST(Blip2Model, ParsesAttentionKernel) {
   EXPECT_EQ(*ParseAttention("auto"), AttentionKernel::kAuto);
   EXPECT_EQ(*ParseAttention("math"), AttentionKernel::kMath);
