@@ -38,7 +38,9 @@ ABSL_FLAG(std::string, attention, "auto", "auto | math | sdpa");
 ABSL_FLAG(bool, cuda_graphs, true, "replay the image path as CUDA graphs (CUDA only)");
 ABSL_FLAG(std::string, qformer_precision, "auto",
           "Q-Former dtype on the image path: auto (bf16 with a bf16 ViT on CUDA) | fp32 | bf16");
-ABSL_FLAG(bool, fused_gelu, false, "fc1+GELU as one GEMM with a tanh-GELU epilogue (CUDA, bf16/fp16 ViT)");
+ABSL_FLAG(bool, fused_gelu, true,
+          "CUDA, bf16/fp16 ViT: fc1+GELU as one GEMM with cuBLASLt's tanh-GELU epilogue "
+          "(false: the exact GELU as a separate kernel)");
 ABSL_FLAG(std::vector<std::string>, batch_sizes, {"32"}, "comma-separated batch sizes");
 ABSL_FLAG(int, batches, 5, "timed batches per batch size (model only); 0 skips timing");
 ABSL_FLAG(int, threads, 0, "LibTorch intra-op threads (0: LibTorch's default)");

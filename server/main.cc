@@ -26,8 +26,9 @@ ABSL_FLAG(bool, cuda_graphs, true, "replay the image encoder as CUDA graphs per 
 ABSL_FLAG(std::string, qformer_precision, "auto",
           "Q-Former dtype when embedding images: auto (bf16 with a bf16 ViT on CUDA) | fp32 | bf16; "
           "prompt learning always runs it in fp32");
-ABSL_FLAG(bool, fused_gelu, false,
-          "CUDA, bf16/fp16 ViT: fc1+GELU as one GEMM with cuBLASLt's tanh-GELU epilogue");
+ABSL_FLAG(bool, fused_gelu, true,
+          "CUDA, bf16/fp16 ViT: fc1+GELU as one GEMM with cuBLASLt's tanh-GELU epilogue "
+          "(false: the exact GELU as a separate kernel; fp32 always uses the exact form)");
 ABSL_FLAG(std::vector<std::string>, allowed_roots, {},
           "comma-separated directories that dataset paths must resolve into");
 ABSL_FLAG(int, queue_capacity, 64, "maximum queued jobs (RESOURCE_EXHAUSTED beyond)");

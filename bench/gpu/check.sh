@@ -178,7 +178,7 @@ step hf_compare 240 env PYTHONUNBUFFERED=1 "$PY" bench/hf_compare.py --model_dir
 
 # --- 4. what each fast-path piece gives (one batch size) -------------------------
 for variant in "graphs_off:--cuda_graphs=false" "math_attention:--attention=math" \
-  "qformer_fp32:--qformer_precision=fp32" "fused_gelu:--fused_gelu"; do
+  "qformer_fp32:--qformer_precision=fp32" "exact_gelu:--fused_gelu=false"; do
   name="${variant%%:*}"
   step "variant_$name" 90 "$BIN/updp-bench-encoder" --model_dir "$MODEL" --device "$DEVICE" --precision "$PREC" \
     --batch_sizes "$VARIANT_BATCH" --batches "$BATCHES" --threads "$THREADS" "${variant#*:}" \
@@ -186,7 +186,7 @@ for variant in "graphs_off:--cuda_graphs=false" "math_attention:--attention=math
 done
 step bf16_accuracy 120 "$PY" bench/gpu/bf16_accuracy.py --updp "$BIN/updp-bench-encoder" --model_dir "$MODEL" \
   --device "$DEVICE" --precision "$PREC" --ref_dir "$WORK/ref" --out "$J/bf16_accuracy.json" \
-  --variants "default:,fused_gelu:--fused_gelu,qformer_fp32:--qformer_precision=fp32"
+  --variants "default:,exact_gelu:--fused_gelu=false,qformer_fp32:--qformer_precision=fp32"
 
 # --- 5. end to end from JPEG files -------------------------------------------------
 IMAGES="$WORK/images"

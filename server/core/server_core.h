@@ -32,7 +32,7 @@ struct ServerOptions {
   std::string attention = "auto";  // auto | math | sdpa
   bool cuda_graphs = true;         // replay the image path as CUDA graphs on CUDA
   std::string qformer_precision = "auto";  // Q-Former dtype on the image path
-  bool fused_gelu = false;                 // tanh-GELU GEMM epilogue (CUDA, bf16 ViT)
+  bool fused_gelu = true;                  // tanh-GELU GEMM epilogue (CUDA, bf16 ViT)
   std::vector<std::string> allowed_roots;
   int queue_capacity = 64;
   int cpu_threads = 1;
