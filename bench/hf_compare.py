@@ -86,8 +86,9 @@ def time_hf(m, device, batch_size, image_size, batches):
 
 def run_updp(args, extra, precision):
     """Runs updp-bench-encoder; returns True when it exited 0."""
+    threads = args.threads if args.updp_threads is None else args.updp_threads
     cmd = [args.updp, "--model_dir", args.model_dir, "--device", args.device, "--precision", precision,
-           "--threads", str(args.threads)] + extra
+           "--threads", str(threads)] + extra
     log("$ " + " ".join(cmd))
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log(r.stdout.rstrip())
@@ -109,6 +110,9 @@ def main():
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", help="timing dtype of the ViT: fp32 | bf16")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--updp_threads", type=int, default=None,
+                    help="updp's --threads if it differs (0: LibTorch's default; the Debian LibTorch 1.13 "
+                         "build runs 1 intra-op thread and lets OpenBLAS use every core)")
     ap.add_argument("--batch_sizes", default="8")
     ap.add_argument("--batches", type=int, default=3)
     ap.add_argument("--compare_batch", type=int, default=4)

@@ -14,9 +14,12 @@ TORCH="$(scripts/cuda-libtorch.sh)"
 HF_PYTHON="$(scripts/hf-venv.sh)"
 command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
 export CCACHE_BASEDIR="$PWD"
+# Precompiled headers are only cacheable with this sloppiness.
+export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
 mkdir -p build-cuda
 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_PREFIX_PATH="$TORCH/share/cmake" -DUPDP_WITH_CUDA=ON -DUPDP_HF_PYTHON="$HF_PYTHON" \
+  -DUPDP_SERVICE_TESTS=OFF \
   -DTORCH_CUDA_ARCH_LIST="9.0" >build-cuda/configure.log 2>&1 || {
   cat build-cuda/configure.log
   exit 1

@@ -33,6 +33,8 @@ if [ "${1:-}" != "--no-build" ]; then
   JOBS="${UPDP_BUILD_JOBS:-$(nproc)}"
   # ccache hits across clones in other folders (CI clones afresh).
   export CCACHE_BASEDIR="$PWD"
+  # Precompiled headers are only cacheable with this sloppiness.
+  export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
   cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
   cmake --build build -j "$JOBS"
 fi
