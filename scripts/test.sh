@@ -6,10 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-scripts/build-cuda.sh
+# The CUDA build needs the CUDA toolkit (nvcc; no GPU). CI requires it
+# (UPDP_REQUIRE_CUDA_BUILD=1 in .ci/run); elsewhere it is skipped, loudly, without one.
+cuda=1
+if ! command -v nvcc >/dev/null && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+  if [ "${UPDP_REQUIRE_CUDA_BUILD:-0}" = 1 ]; then
+    echo "test: no CUDA toolkit (nvcc) found, and UPDP_REQUIRE_CUDA_BUILD=1" >&2
+    exit 1
+  fi
+  echo "test: WARNING: no CUDA toolkit (nvcc) found: SKIPPING the CUDA LibTorch build and its tests" >&2
+  cuda=0
+fi
+[ $cuda = 1 ] && scripts/build-cuda.sh
 rc=0
 echo "== tests: Debian LibTorch 1.13 build (build/)"
 (cd build && ctest --output-on-failure -j "${UPDP_TEST_JOBS:-2}" "$@") || rc=1
-echo "== tests: CUDA LibTorch 2.x build, on the CPU (build-cuda/)"
-(cd build-cuda && ctest --output-on-failure -j "${UPDP_TEST_JOBS:-2}" "$@") || rc=1
+if [ $cuda = 1 ]; then
+  echo "== tests: CUDA LibTorch 2.x build, on the CPU (build-cuda/)"
+  (cd build-cuda && ctest --output-on-failure -j "${UPDP_TEST_JOBS:-2}" "$@") || rc=1
+fi
 exit $rc
