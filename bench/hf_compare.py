@@ -21,6 +21,7 @@ the features on the device; the timed loop synchronises once at its end.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,13 @@ def main():
     if args.device.startswith("cuda"):
         res["gpu"] = torch.cuda.get_device_name(0)
     tmp = tempfile.mkdtemp(prefix="updp-hf-")
+    try:
+        return compare(args, res, tmp, batch_sizes)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compare(args, res, tmp, batch_sizes):
 
     # 1. Numerics: same pixels, IEEE float32 on both sides (no TF32 anywhere).
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -165,7 +165,7 @@ step parity_bf16 60 "$BIN/updp-parity" --fixture "$FIX" --device "$DEVICE" --pre
 
 # --- 2. a random checkpoint with the real sizes ----------------------------------
 MODEL="$WORK/model-vitg"
-if [ ! -f "$MODEL/model.safetensors" ]; then
+if [ ! -f "$MODEL/vocab.txt" ]; then  # written last: a killed write is redone
   step make_model 180 "$BIN/updp-make-test-model" --out "$MODEL" "${PRESET_ARGS[@]}" --seed 0
 fi
 

@@ -11,8 +11,11 @@ rm -rf "$UPDP_WORK"
 mkdir -p "$UPDP_WORK/images"
 files=("$UPDP_IMAGES"/*.jpg)
 cp "${files[@]:0:$UPDP_N}" "$UPDP_WORK/images/"
-PORT=$((41000 + RANDOM % 2000))
-MPORT=$((PORT + 2000))
+# Two ports the kernel says are free now (a collision later is a failed step, not a hang).
+read -r PORT MPORT < <("$PY" -c 'import socket
+s = [socket.socket() for _ in range(2)]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])')
 export UPDP_ADDR="localhost:$PORT"
 CTL="$UPDP_BIN/updpctl"
 now() { date +%s.%N; }

@@ -8,6 +8,7 @@
 
 #ifdef UPDP_WITH_CUDA
 #include <ATen/cuda/CUDAEvent.h>
+#include <c10/cuda/CUDAStream.h>
 #endif
 
 namespace updp::model {
@@ -21,7 +22,8 @@ class StreamFence {
 #ifdef UPDP_WITH_CUDA
     if (d.is_cuda()) {
       event_ = std::make_unique<at::cuda::CUDAEvent>();
-      event_->record();
+      // The model's device's current stream, whatever device is current here.
+      event_->record(c10::cuda::getCurrentCUDAStream(d.index()));
     }
 #else
     (void)d;
@@ -67,16 +69,23 @@ PreparedBatch ImageEncoder::Prepare(const std::vector<std::string>& paths) const
   std::atomic<int> next{0};
   auto worker = [&]() {
     for (int i = next++; i < n; i = next++) {
-      auto img = DecodeImageFile(paths[i]);
-      if (!img.ok()) {
-        err[i] = std::string(img.status().message());
-        continue;
+      // Nothing may escape a worker thread (std::terminate): an allocation failure on a
+      // huge image is that image's error.
+      try {
+        auto img = DecodeImageFile(paths[i]);
+        if (!img.ok()) {
+          err[i] = std::string(img.status().message());
+          continue;
+        }
+        if (img->width < 1 || img->height < 1) {
+          err[i] = paths[i] + ": empty image";
+          continue;
+        }
+        pix[i] = PreprocessForBlip2(*img, size);
+      } catch (const std::exception& e) {
+        err[i] = paths[i] + ": cannot decode: " + e.what();
+        pix[i].clear();
       }
-      if (img->width < 1 || img->height < 1) {
-        err[i] = paths[i] + ": empty image";
-        continue;
-      }
-      pix[i] = PreprocessForBlip2(*img, size);
     }
   };
   std::vector<std::thread> threads;
@@ -133,7 +142,6 @@ EncodedChunk ImageEncoder::EncodeAll(
     int end = std::min(n, begin + batch_size);
     return std::vector<std::string>(paths.begin() + begin, paths.begin() + end);
   };
-  torch::InferenceMode guard;
   const torch::Device device = model_->options().device;
   std::vector<torch::Tensor> feats;
   std::future<PreparedBatch> next;
@@ -176,6 +184,10 @@ EncodedChunk ImageEncoder::EncodeAll(
             ? f16.to(torch::TensorOptions().device(torch::kCPU).pinned_memory(true), true)
             : f16;
     auto queued = std::unique_ptr<InFlight>(new InFlight{begin, std::move(b), host, StreamFence(device)});
+    if (!device.is_cuda()) {  // computed already: report it now, as a CPU run always did
+      finish(*queued);
+      continue;
+    }
     if (in_flight) finish(*in_flight);
     in_flight = std::move(queued);
   }

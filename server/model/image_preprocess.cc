@@ -34,6 +34,14 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
     ::close(fd);
     return absl::InvalidArgumentError(absl::StrCat(path, ": not a regular file"));
   }
+  // An image file larger than this is not a photo (a video or an archive named .jpg):
+  // refuse it before allocating its size.
+  constexpr int64_t kMaxImageFileBytes = int64_t{256} << 20;
+  if (st.st_size > kMaxImageFileBytes) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": file of ", st.st_size,
+                                                   " bytes is larger than the 256 MiB limit for an image"));
+  }
   std::string bytes(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;
   while (done < bytes.size()) {

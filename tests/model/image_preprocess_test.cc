@@ -1,6 +1,10 @@
 #include "server/model/image_preprocess.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "absl/strings/match.h"
 
 #include "server/model/atomic_file.h"
 #include "server/model/safetensors.h"
@@ -9,6 +13,24 @@ namespace updp::model {
 namespace {
 
 const std::string kDir = std::string(UPDP_FIXTURES) + "/images";
+
+// A file far larger than any photo (sparse here) is refused by size, before its bytes
+// are allocated, with an error naming it.
+TEST(ImageFile, HugeFileIsRefusedBeforeReading) {
+  const std::string path = ::testing::TempDir() + "/huge.jpg";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  const unsigned char soi[] = {0xFF, 0xD8, 0xFF};
+  ASSERT_EQ(::write(fd, soi, sizeof(soi)), 3);
+  ASSERT_EQ(::ftruncate(fd, int64_t{300} << 20), 0);
+  ::close(fd);
+  auto img = DecodeImageFile(path);
+  ASSERT_FALSE(img.ok());
+  EXPECT_EQ(img.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(img.status().message(), path)) << img.status();
+  EXPECT_TRUE(absl::StrContains(img.status().message(), "256 MiB")) << img.status();
+  ::unlink(path.c_str());
+}
 
 class ImageFixture : public ::testing::Test {
  protected:

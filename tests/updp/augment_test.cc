@@ -23,7 +23,7 @@ TEST(AugmentHue, PrimariesRotateAroundTheColourCircle) {
   EXPECT_EQ(Hue({0, 0, 255}, 1.0 / 3), (Rgb{255, 0, 0}));  // wraps modulo 1
 }
 
-TEST(AugmentHue, MatchesTorchvisionAdjustHueRounded) {
+TEST(AugmentHue, MatchesANumpyPortOfTorchvisionAdjustHueRounded) {
   // torchvision's float adjust_hue (_rgb2hsv, (h + f) % 1, _hsv2rgb) ported to NumPy float32,
   // then rounded to 8 bits (torchvision itself truncates x * 255.999, off by one at most).
   EXPECT_EQ(Hue({200, 100, 50}, 0.1), (Rgb{200, 190, 50}));
