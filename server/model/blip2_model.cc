@@ -294,59 +294,45 @@ absl::StatusOr<std::unique_ptr<Blip2Model>> Blip2Model::Load(const std::string& 
   m->word_emb_ = W("embeddings.word_embeddings.weight");
   m->text_pos_emb_ = W("embeddings.position_embeddings.weight");
   const double qeps = c.qformer.layer_norm_eps;
-  m->qformer_.ln = N("qformer.layernorm", qeps);
-  auto attention = [&](const std::string& pre) {
-    Attention a;
-    a.q = L(pre + "attention.query");
-    a.k = L(pre + "attention.key");
-    a.v = L(pre + "attention.value");
-    a.out = L(pre + "output.dense");
-    a.ln = N(pre + "output.LayerNorm", qeps);
-    return a;
-  };
-  for (int i = 0; i < c.qformer.num_hidden_layers; ++i) {
-    std::string l = absl::StrCat("qformer.encoder.layer.", i, ".");
-    QFormerLayer q;
-    q.self_attn = attention(l + "attention.");
-    q.has_cross = i % c.qformer.cross_attention_frequency == 0;
-    if (q.has_cross) q.cross_attn = attention(l + "crossattention.");
-    q.inter = L(l + "intermediate.dense");
-    q.out = L(l + "output.dense");
-    q.out_ln = N(l + "output.LayerNorm", qeps);
-    q.inter_q = L(l + "intermediate_query.dense");
-    q.out_q = L(l + "output_query.dense");
-    q.out_q_ln = N(l + "output_query.LayerNorm", qeps);
-    m->qformer_.layers.push_back(q);
-  }
-  if (options.qformer_image_dtype != torch::kFloat32) {
-    const auto dt = options.qformer_image_dtype;
-    auto cl = [dt](Linear l) {
-      l.w = l.w.to(dt);
-      if (l.b.defined()) l.b = l.b.to(dt);
-      return l;
+  // One Q-Former weight set per dtype, read from the same checkpoint names (for float32
+  // .to() returns the loaded tensors themselves).
+  auto build_qformer = [&](torch::ScalarType dt) {
+    auto Wq = [&](const std::string& n) { return W(n).to(dt); };
+    auto Lq = [&](const std::string& n) { return Linear{Wq(n + ".weight"), Wq(n + ".bias")}; };
+    auto Nq = [&](const std::string& n) {
+      return LayerNorm{Wq(n + ".weight"), Wq(n + ".bias"), qeps};
     };
-    auto cn = [dt](LayerNorm n) {
-      n.w = n.w.to(dt);
-      n.b = n.b.to(dt);
-      return n;
+    auto attention = [&](const std::string& pre) {
+      Attention a;
+      a.q = Lq(pre + "attention.query");
+      a.k = Lq(pre + "attention.key");
+      a.v = Lq(pre + "attention.value");
+      a.out = Lq(pre + "output.dense");
+      a.ln = Nq(pre + "output.LayerNorm");
+      return a;
     };
-    auto ca = [&](Attention a) {
-      return Attention{cl(a.q), cl(a.k), cl(a.v), cl(a.out), cn(a.ln)};
-    };
-    m->qformer_image_.dtype = dt;
-    m->qformer_image_.ln = cn(m->qformer_.ln);
-    for (const QFormerLayer& l : m->qformer_.layers) {
-      QFormerLayer c = l;
-      c.self_attn = ca(l.self_attn);
-      if (l.has_cross) c.cross_attn = ca(l.cross_attn);
-      c.inter = cl(l.inter);
-      c.out = cl(l.out);
-      c.inter_q = cl(l.inter_q);
-      c.out_q = cl(l.out_q);
-      c.out_ln = cn(l.out_ln);
-      c.out_q_ln = cn(l.out_q_ln);
-      m->qformer_image_.layers.push_back(c);
+    QFormerWeights w;
+    w.dtype = dt;
+    w.ln = Nq("qformer.layernorm");
+    for (int i = 0; i < c.qformer.num_hidden_layers; ++i) {
+      std::string l = absl::StrCat("qformer.encoder.layer.", i, ".");
+      QFormerLayer q;
+      q.self_attn = attention(l + "attention.");
+      q.has_cross = i % c.qformer.cross_attention_frequency == 0;
+      if (q.has_cross) q.cross_attn = attention(l + "crossattention.");
+      q.inter = Lq(l + "intermediate.dense");
+      q.out = Lq(l + "output.dense");
+      q.out_ln = Nq(l + "output.LayerNorm");
+      q.inter_q = Lq(l + "intermediate_query.dense");
+      q.out_q = Lq(l + "output_query.dense");
+      q.out_q_ln = Nq(l + "output_query.LayerNorm");
+      w.layers.push_back(q);
     }
+    return w;
+  };
+  m->qformer_ = build_qformer(torch::kFloat32);
+  if (options.qformer_image_dtype != torch::kFloat32) {
+    m->qformer_image_ = build_qformer(options.qformer_image_dtype);
   }
   m->vision_proj_ = L("vision_projection");
   m->text_proj_ = L("text_projection");

@@ -26,11 +26,6 @@ CudaGraphCache::CudaGraphCache(Fn fn, torch::Device device, int max_graphs)
 
 CudaGraphCache::~CudaGraphCache() = default;
 
-int64_t CudaGraphCache::graphs() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return static_cast<int64_t>(entries_.size());
-}
-
 torch::Tensor CudaGraphCache::Run(const torch::Tensor& input) {
 #ifdef UPDP_WITH_CUDA
   std::lock_guard<std::mutex> l(mu_);

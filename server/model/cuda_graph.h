@@ -40,14 +40,12 @@ class CudaGraphCache {
   // `max_graphs` shapes are already captured: the caller then runs `fn` itself.
   torch::Tensor Run(const torch::Tensor& input);
 
-  int64_t graphs() const;
-
  private:
   struct Entry;
   Fn fn_;
   torch::Device device_;
   int max_graphs_;
-  mutable std::mutex mu_;
+  std::mutex mu_;
   std::map<std::vector<int64_t>, std::unique_ptr<Entry>> entries_;
 };
 
