@@ -5,7 +5,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 #include "server/model/test_model.h"
 
 ABSL_FLAG(std::string, out, "", "output folder");

@@ -14,7 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 
 namespace updp::core {
 

@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/core/server_core.h"
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 #include "server/model/blip2_model.h"
 #include "server/model/encoder.h"
 #include "server/model/image_preprocess.h"

@@ -10,7 +10,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 #include "server/model/safetensors.h"
 
 namespace updp::model {

@@ -12,7 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 
 namespace updp::model {
 namespace {

@@ -10,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 
 namespace updp::model {
 namespace {

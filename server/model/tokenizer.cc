@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 
 namespace updp::model {
 namespace {

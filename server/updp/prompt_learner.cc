@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 #include "server/model/safetensors.h"
 
 namespace updp::prompt {

@@ -4,7 +4,7 @@
 #include <sys/stat.h>
 
 #include "absl/strings/match.h"
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 #include "server/model/encoder.h"
 #include "server/model/safetensors.h"
 #include "server/model/test_model.h"

@@ -21,7 +21,7 @@
 #include <string>
 #include <vector>
 
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 #include "server/model/image_preprocess.h"
 
 namespace updp::model {

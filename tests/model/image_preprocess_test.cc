@@ -6,7 +6,7 @@
 
 #include "absl/strings/match.h"
 
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 #include "server/model/safetensors.h"
 
 namespace updp::model {

@@ -5,7 +5,7 @@
 #include <cstdio>
 #include <fstream>
 
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 #include "server/model/npy.h"
 
 namespace updp::model {

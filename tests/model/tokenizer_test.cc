@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 
 namespace updp::model {
 namespace {

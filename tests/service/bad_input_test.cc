@@ -1,7 +1,7 @@
 // Bad input gets a clear status naming the field or file, and never loses stored data.
 #include <fstream>
 
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 #include "server/model/npy.h"
 #include "tests/service/test_env.h"
 

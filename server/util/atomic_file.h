@@ -1,7 +1,7 @@
 // Crash-safe file replacement: write to a temp name in the same directory,
 // fsync, then rename over the destination.
-#ifndef UPDP_SERVER_MODEL_ATOMIC_FILE_H_
-#define UPDP_SERVER_MODEL_ATOMIC_FILE_H_
+#ifndef UPDP_SERVER_UTIL_ATOMIC_FILE_H_
+#define UPDP_SERVER_UTIL_ATOMIC_FILE_H_
 
 #include <string>
 #include <string_view>
@@ -16,4 +16,4 @@ absl::StatusOr<std::string> ReadFile(const std::string& path);
 
 }  // namespace updp
 
-#endif  // UPDP_SERVER_MODEL_ATOMIC_FILE_H_
+#endif  // UPDP_SERVER_UTIL_ATOMIC_FILE_H_

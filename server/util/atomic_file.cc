@@ -1,4 +1,4 @@
-#include "server/model/atomic_file.h"
+#include "server/util/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
