@@ -33,24 +33,45 @@ add_library(updp_proto ${PROTO_GEN})
 target_include_directories(updp_proto PUBLIC ${PROTO_OUT})
 target_link_libraries(updp_proto PUBLIC gRPC::grpc++ protobuf::libprotobuf)
 
-# Core: datasets, jobs, storage, metrics. No gRPC include anywhere below server/core.
+# Core: datasets, jobs, storage, metrics. No gRPC and no LibTorch anywhere below
+# server/core (it compiles without their headers).
 add_library(updp_core
+  server/core/data_dir_lock.cc
   server/core/job_manager.cc
+  server/core/job_params.cc
   server/core/metrics.cc
+  server/core/names.cc
   server/core/paths.cc
+  server/core/registration.cc
   server/core/server_core.cc
   server/core/store.cc
-  server/jobs/jobs.cc
+  server/core/work_pool.cc
 )
-target_link_libraries(updp_core PUBLIC updp_model SQLite::SQLite3 prometheus-cpp::core
-                      PkgConfig::HTTPLIB)
-target_precompile_headers(updp_core PRIVATE <torch/torch.h>)
+target_include_directories(updp_core PUBLIC ${CMAKE_SOURCE_DIR})
+target_link_libraries(updp_core PUBLIC updp_util absl::status absl::statusor absl::strings
+                      nlohmann_json::nlohmann_json SQLite::SQLite3 prometheus-cpp::core
+                      PkgConfig::HTTPLIB Threads::Threads)
+
+# The model-backed engine: job bodies (EMBED, LEARN_PROMPT, SELECT), model loading,
+# embeddings import, prompt checks. Registered into the core's job manager by the app.
+add_library(updp_engine
+  server/engine/feature_io.cc
+  server/engine/learn_prompt_job.cc
+  server/engine/model_engine.cc
+  server/engine/select_job.cc
+)
+target_link_libraries(updp_engine PUBLIC updp_core updp_model)
+target_precompile_headers(updp_engine PRIVATE <torch/torch.h>)
 
 add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc)
 target_link_libraries(updp_rpc PUBLIC updp_core updp_proto gRPC::grpc++ gRPC::grpc++_reflection)
 
+# The whole server wired together (main and the service tests).
+add_library(updp_app server/app/app.cc)
+target_link_libraries(updp_app PUBLIC updp_rpc updp_engine)
+
 add_executable(updp-server server/main.cc)
-target_link_libraries(updp-server PRIVATE updp_rpc absl::flags absl::flags_parse absl::flags_usage)
+target_link_libraries(updp-server PRIVATE updp_app absl::flags absl::flags_parse absl::flags_usage)
 
 add_library(updp_client client/client_lib.cc)
 target_include_directories(updp_client PUBLIC ${CMAKE_SOURCE_DIR})

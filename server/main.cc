@@ -1,4 +1,6 @@
-// updp-server: flags, signals and graceful shutdown around rpc::UpdpServer.
+// updp-server: flags, signals and graceful shutdown around app::App.
+#include <unistd.h>
+
 #include <csignal>
 #include <iostream>
 #include <thread>
@@ -8,8 +10,8 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "server/app/app.h"
 #include "server/core/metrics.h"
-#include "server/rpc/server.h"
 
 ABSL_FLAG(int, port, 50051, "gRPC port");
 ABSL_FLAG(std::string, host, "0.0.0.0", "gRPC listen address");
@@ -37,7 +39,12 @@ ABSL_FLAG(int, batch_size, 32, "default images per model batch");
 ABSL_FLAG(int, chunk_size, 1024, "items per feature chunk (the unit of resume)");
 ABSL_FLAG(int, decode_threads, 2, "image decoding threads");
 ABSL_FLAG(int64_t, prompt_cache_mb, 8192, "memory budget for cached ViT views in prompt learning");
-ABSL_FLAG(int, shutdown_grace_ms, 30000, "how long running jobs get to reach a checkpoint");
+ABSL_FLAG(int, shutdown_grace_ms, 30000,
+          "how long running jobs get to reach a checkpoint on SIGTERM; past it the process "
+          "exits at once and the job becomes INTERRUPTED at the next start");
+ABSL_FLAG(int, rpc_threads, 8,
+          "threads for request work that must not block gRPC (registrations, imports, submits)");
+ABSL_FLAG(int, rpc_queue, 256, "queued request work beyond which calls get RESOURCE_EXHAUSTED");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("updp-server --data_dir DIR --model_dir DIR --allowed_roots A,B");
@@ -78,19 +85,33 @@ int main(int argc, char** argv) {
     }
   }
   const std::string address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
-  auto server = updp::rpc::UpdpServer::Start(o, address, &metrics);
-  if (!server.ok()) {
-    std::cerr << "updp-server: " << server.status().message() << "\n";
+  updp::app::AppOptions ao;
+  ao.rpc.pool_threads = absl::GetFlag(FLAGS_rpc_threads);
+  ao.rpc.pool_queue = absl::GetFlag(FLAGS_rpc_queue);
+  ao.before_model_load = [&](int port) {
+    std::cerr << "updp-server: listening on " << absl::GetFlag(FLAGS_host) << ":" << port
+              << " (health NOT_SERVING until the model is loaded)\n";
+  };
+  auto app = updp::app::App::Start(o, address, &metrics, ao);
+  if (!app.ok()) {
+    std::cerr << "updp-server: " << app.status().message() << "\n";
     return 1;
   }
-  std::cerr << "updp-server: listening on " << absl::GetFlag(FLAGS_host) << ":" << (*server)->port()
+  std::cerr << "updp-server: serving on " << absl::GetFlag(FLAGS_host) << ":" << (*app)->port()
             << (o.model_dir.empty() ? " (no model)" : " with model " + o.model_dir) << ", device "
             << o.device << ", data_dir " << o.data_dir << "\n";
   int sig = 0;
   sigwait(&set, &sig);
-  std::cerr << "updp-server: signal " << sig << ", draining (grace "
-            << absl::GetFlag(FLAGS_shutdown_grace_ms) << " ms)\n";
-  (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace_ms));
+  const int grace = absl::GetFlag(FLAGS_shutdown_grace_ms);
+  std::cerr << "updp-server: signal " << sig << ", draining (grace " << grace << " ms)\n";
+  if (!(*app)->Shutdown(grace)) {
+    // A job did not reach a checkpoint in time. Exit now, without running a single
+    // destructor under its worker; it is INTERRUPTED at the next start.
+    std::cerr << "updp-server: a job did not stop within the grace; exiting now (it resumes "
+                 "as INTERRUPTED)\n";
+    std::cerr.flush();
+    _exit(1);
+  }
   std::cerr << "updp-server: stopped\n";
   return 0;
 }

@@ -2,9 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "server/core/metrics.h"
+#include "server/util/error_text.h"
 
 namespace updp::core {
 
@@ -17,8 +19,8 @@ struct JobManager::Running {
 
 class JobManager::Context : public JobContext {
  public:
-  Context(JobManager* m, std::shared_ptr<Running> r) : m_(m), r_(std::move(r)) {}
-  const JobInfo& job() const override { return snapshot_; }
+  Context(JobManager* m, std::shared_ptr<Running> r) : m_(m), r_(std::move(r)), job_(r_->info) {}
+  const JobInfo& job() const override { return job_; }
   bool Cancelled() const override { return r_->stop.load() != 0; }
   void SetProgress(const Progress& p) override {
     JobInfo copy;
@@ -32,25 +34,28 @@ class JobManager::Context : public JobContext {
       copy = r_->info;
     }
     if (publish) {
-      m_->store_->UpdateJob(copy).IgnoreError();
+      if (auto s = m_->store_->UpdateProgress(copy); !s.ok()) {
+        std::cerr << "updp-server: " << copy.id << ": progress not stored: " << s << "\n";
+      }
       m_->Publish(copy);
     }
+    if (m_->progress_hook_) m_->progress_hook_(copy);
   }
   void SetResult(const std::string& result_json) override {
     std::lock_guard<std::mutex> l(r_->mu);
     r_->info.result_json = result_json;
   }
-  JobInfo snapshot_;
 
  private:
   JobManager* m_;
   std::shared_ptr<Running> r_;
+  const JobInfo job_;
 };
 
 JobManager::JobManager(Store* store, Metrics* metrics, JobManagerOptions options)
     : store_(store), metrics_(metrics), options_(options) {}
 
-JobManager::~JobManager() { Shutdown(0); }
+JobManager::~JobManager() { Shutdown(-1); }
 
 void JobManager::RegisterKind(JobKind kind, Lane lane, JobFn fn) {
   RegisterKind(kind, [lane](const JobInfo&) { return lane; }, std::move(fn));
@@ -60,50 +65,63 @@ void JobManager::RegisterKind(JobKind kind, LaneFn lane, JobFn fn) {
   kinds_[kind] = {std::move(lane), std::move(fn)};
 }
 
+Lane JobManager::LaneOf(const JobInfo& j) const { return kinds_.at(j.kind).first(j); }
+
+size_t JobManager::DepthLocked() const {
+  size_t n = 0;
+  for (const auto& [lane, st] : lanes_) n += st.queue.size();
+  return n;
+}
+
 void JobManager::Start() {
-  std::vector<JobInfo> queued = store_->ListJobs("", JobState::kQueued, 1 << 30);
-  std::reverse(queued.begin(), queued.end());  // oldest first
-  std::lock_guard<std::mutex> l(mu_);
-  if (started_) return;
-  started_ = true;
-  for (const auto& j : queued) {
-    auto it = kinds_.find(j.kind);
-    if (it != kinds_.end()) lanes_[it->second.first(j)].queue.push_back(j.id);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (started_ || stopping_) return;
+    started_ = true;
+    auto queued = store_->ListJobs("", JobState::kQueued, 1 << 30);
+    if (!queued.ok()) {
+      std::cerr << "updp-server: cannot list queued jobs: " << queued.status() << "\n";
+    } else {
+      std::reverse(queued->begin(), queued->end());  // oldest first
+      for (const auto& j : *queued) {
+        if (kinds_.count(j.kind)) lanes_[LaneOf(j)].queue.push_back(j.id);
+      }
+    }
+    lanes_[Lane::kDevice].threads.emplace_back([this] { Worker(Lane::kDevice); });
+    for (int i = 0; i < std::max(1, options_.cpu_threads); ++i) {
+      lanes_[Lane::kCpu].threads.emplace_back([this] { Worker(Lane::kCpu); });
+    }
+    if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));
   }
-  lanes_[Lane::kDevice].threads.emplace_back([this] { Worker(Lane::kDevice); });
-  for (int i = 0; i < std::max(1, options_.cpu_threads); ++i) {
-    lanes_[Lane::kCpu].threads.emplace_back([this] { Worker(Lane::kCpu); });
-  }
-  if (metrics_) metrics_->queue_depth->Set(static_cast<double>(queued.size()));
+  cv_.notify_all();
+  UpdateStateMetrics();
 }
 
 int JobManager::QueueDepth() {
   std::lock_guard<std::mutex> l(mu_);
-  size_t n = 0;
-  for (auto& [lane, st] : lanes_) n += st.queue.size();
-  return static_cast<int>(n);
+  return static_cast<int>(DepthLocked());
 }
 
-absl::StatusOr<JobInfo> JobManager::Submit(JobKind kind, const std::string& dataset,
-                                           const std::string& params_json) {
-  auto it = kinds_.find(kind);
-  if (it == kinds_.end()) {
+absl::StatusOr<JobInfo> JobManager::Submit(const std::string& dataset, const JobParams& params) {
+  const JobKind kind = KindOf(params);
+  if (!kinds_.count(kind)) {
     return absl::UnimplementedError(absl::StrCat(JobKindName(kind), " jobs are not available"));
   }
-  std::unique_lock<std::mutex> l(mu_);
-  if (stopping_) return absl::UnavailableError("server is shutting down; not accepting jobs");
-  size_t depth = 0;
-  for (auto& [lane, st] : lanes_) depth += st.queue.size();
-  if (static_cast<int>(depth) >= options_.queue_capacity) {
-    if (metrics_) metrics_->queue_rejections->Increment();
-    return absl::ResourceExhaustedError(
-        absl::StrCat("job queue is full (", options_.queue_capacity, " queued jobs); retry later"));
+  absl::StatusOr<JobInfo> job;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return absl::UnavailableError("server is shutting down; not accepting jobs");
+    if (static_cast<int>(DepthLocked()) >= options_.queue_capacity) {
+      if (metrics_) metrics_->queue_rejections->Increment();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "job queue is full (", options_.queue_capacity, " queued jobs); retry later"));
+    }
+    job = store_->CreateJob(dataset, params);
+    if (!job.ok()) return job.status();
+    // Before Start() the job is only in the store; Start() queues it from there.
+    if (started_) lanes_[LaneOf(*job)].queue.push_back(job->id);
+    if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));
   }
-  auto job = store_->CreateJob(kind, dataset, params_json);
-  if (!job.ok()) return job.status();
-  lanes_[it->second.first(*job)].queue.push_back(job->id);
-  if (metrics_) metrics_->queue_depth->Set(static_cast<double>(depth + 1));
-  l.unlock();
   cv_.notify_all();
   UpdateStateMetrics();
   Publish(*job);
@@ -123,114 +141,123 @@ absl::StatusOr<JobInfo> JobManager::Get(const std::string& id) {
 }
 
 absl::StatusOr<JobInfo> JobManager::Cancel(const std::string& id) {
-  std::unique_lock<std::mutex> l(mu_);
-  auto r = running_.find(id);
-  if (r != running_.end()) {
-    int expected = 0;
-    r->second->stop.compare_exchange_strong(expected, static_cast<int>(StopReason::kCancel));
-    std::lock_guard<std::mutex> rl(r->second->mu);
-    return r->second->info;
-  }
-  auto job = store_->GetJob(id);
-  if (!job.ok()) return job.status();
-  if (job->state == JobState::kQueued) {
+  JobInfo next;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto r = running_.find(id);
+    if (r != running_.end()) {
+      int expected = 0;
+      r->second->stop.compare_exchange_strong(expected, static_cast<int>(StopReason::kCancel));
+      std::lock_guard<std::mutex> rl(r->second->mu);
+      return r->second->info;
+    }
+    auto job = store_->GetJob(id);
+    if (!job.ok()) return job.status();
+    if (job->state != JobState::kQueued) return job;  // finished: unchanged
+    next = *job;
+    next.state = JobState::kCancelled;
+    next.finished_ms = NowMs();
+    next.progress.message = "cancelled before it started";
+    // Under mu_, no worker can dequeue this job between the read and the set.
+    if (auto s = store_->Transition(id, JobState::kQueued, JobState::kCancelled, next); !s.ok()) {
+      return s;
+    }
     for (auto& [lane, st] : lanes_) {
       st.queue.erase(std::remove(st.queue.begin(), st.queue.end(), id), st.queue.end());
     }
-    job->state = JobState::kCancelled;
-    job->finished_ms = NowMs();
-    job->progress.message = "cancelled before it started";
-    if (auto s = store_->UpdateJob(*job); !s.ok()) return s;
-    l.unlock();
-    if (metrics_) metrics_->JobFinished(JobKindName(job->kind), "cancelled", 0);
-    UpdateStateMetrics();
-    Publish(*job);
+    if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));
   }
-  return job;
+  if (metrics_) metrics_->JobFinished(JobKindName(next.kind), "cancelled", 0);
+  UpdateStateMetrics();
+  Publish(next);
+  return next;
 }
 
 absl::StatusOr<JobInfo> JobManager::Resume(const std::string& id) {
-  std::unique_lock<std::mutex> l(mu_);
-  if (stopping_) return absl::UnavailableError("server is shutting down; not accepting jobs");
-  if (running_.count(id)) {
-    return absl::FailedPreconditionError(absl::StrCat("job_id: '", id, "' is running"));
+  JobInfo next;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (stopping_) return absl::UnavailableError("server is shutting down; not accepting jobs");
+    if (running_.count(id)) {
+      return absl::FailedPreconditionError(absl::StrCat("job_id: '", id, "' is running"));
+    }
+    auto job = store_->GetJob(id);
+    if (!job.ok()) return job.status();
+    if (!IsLegalTransition(job->state, JobState::kQueued)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("job_id: '", id, "' is ", JobStateName(job->state),
+                       "; only INTERRUPTED, CANCELLED or FAILED jobs can be resumed"));
+    }
+    if (!kinds_.count(job->kind)) {
+      return absl::UnimplementedError(absl::StrCat(JobKindName(job->kind), " jobs are not available"));
+    }
+    if (static_cast<int>(DepthLocked()) >= options_.queue_capacity) {
+      if (metrics_) metrics_->queue_rejections->Increment();
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "job queue is full (", options_.queue_capacity, " queued jobs); retry later"));
+    }
+    next = *job;
+    next.state = JobState::kQueued;
+    next.error.clear();
+    next.finished_ms = 0;
+    next.progress.message = "resumed";
+    if (auto s = store_->Transition(id, job->state, JobState::kQueued, next); !s.ok()) return s;
+    if (started_) lanes_[LaneOf(next)].queue.push_back(id);
+    if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));
   }
-  auto job = store_->GetJob(id);
-  if (!job.ok()) return job.status();
-  if (job->state != JobState::kInterrupted && job->state != JobState::kCancelled &&
-      job->state != JobState::kFailed) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("job_id: '", id, "' is ", JobStateName(job->state),
-                     "; only INTERRUPTED, CANCELLED or FAILED jobs can be resumed"));
-  }
-  auto kind = kinds_.find(job->kind);
-  if (kind == kinds_.end()) {
-    return absl::UnimplementedError(absl::StrCat(JobKindName(job->kind), " jobs are not available"));
-  }
-  job->state = JobState::kQueued;
-  job->error.clear();
-  job->finished_ms = 0;
-  job->progress.message = "resumed";
-  if (auto s = store_->UpdateJob(*job); !s.ok()) return s;
-  lanes_[kind->second.first(*job)].queue.push_back(id);
-  l.unlock();
   cv_.notify_all();
   UpdateStateMetrics();
-  Publish(*job);
-  return job;
+  Publish(next);
+  return next;
 }
 
-bool JobManager::DatasetBusy(const std::string& dataset) {
-  for (JobState s : {JobState::kQueued, JobState::kRunning}) {
-    if (!store_->ListJobs(dataset, s, 1).empty()) return true;
+std::shared_ptr<JobManager::Running> JobManager::DequeueLocked(Lane lane) {
+  const std::string id = lanes_[lane].queue.front();
+  lanes_[lane].queue.pop_front();
+  if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));
+  auto job = store_->GetJob(id);
+  if (!job.ok() || job->state != JobState::kQueued) return nullptr;
+  JobInfo next = *job;
+  next.state = JobState::kRunning;
+  next.started_ms = NowMs();
+  next.finished_ms = 0;
+  next.error.clear();
+  if (auto s = store_->Transition(id, JobState::kQueued, JobState::kRunning, next); !s.ok()) {
+    std::cerr << "updp-server: " << id << " not started: " << s << "\n";
+    return nullptr;
   }
-  return false;
+  auto r = std::make_shared<Running>();
+  r->info = std::move(next);
+  running_[id] = r;
+  return r;
 }
 
 void JobManager::Worker(Lane lane) {
   while (true) {
-    std::string id;
+    std::shared_ptr<Running> r;
     {
       std::unique_lock<std::mutex> l(mu_);
       cv_.wait(l, [&] { return stopping_ || !lanes_[lane].queue.empty(); });
       if (stopping_) return;
-      id = lanes_[lane].queue.front();
-      lanes_[lane].queue.pop_front();
-      if (metrics_) {
-        size_t depth = 0;
-        for (auto& [ln, st] : lanes_) depth += st.queue.size();
-        metrics_->queue_depth->Set(static_cast<double>(depth));
-      }
+      r = DequeueLocked(lane);
     }
-    RunOne(id);
+    if (r) Run(std::move(r));
   }
 }
 
-void JobManager::RunOne(const std::string& id) {
-  auto job = store_->GetJob(id);
-  if (!job.ok() || job->state != JobState::kQueued) return;
-  auto r = std::make_shared<Running>();
-  job->state = JobState::kRunning;
-  job->started_ms = NowMs();
-  job->error.clear();
-  r->info = *job;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (stopping_) return;  // stays QUEUED; picked up on the next start
-    running_[id] = r;
-  }
-  store_->UpdateJob(*job).IgnoreError();
+void JobManager::Run(std::shared_ptr<Running> r) {
   UpdateStateMetrics();
-  Publish(*job);
-
-  Context ctx(this, r);
-  ctx.snapshot_ = *job;
-  const JobFn& fn = kinds_.at(job->kind).second;
+  Publish(r->info);
+  const std::string id = r->info.id;
   absl::Status status;
-  try {
-    status = fn(ctx);
-  } catch (const std::exception& e) {
-    status = absl::InternalError(absl::StrCat("job crashed: ", e.what()));
+  {
+    Context ctx(this, r);
+    const JobFn& fn = kinds_.at(r->info.kind).second;
+    try {
+      status = fn(ctx);
+    } catch (const std::exception& e) {
+      status = absl::InternalError(absl::StrCat("job crashed: ", e.what()));
+    }
   }
   JobInfo done;
   {
@@ -248,10 +275,12 @@ void JobManager::RunOne(const std::string& id) {
     done.state = JobState::kSucceeded;
   } else {
     done.state = JobState::kFailed;
-    done.error = std::string(status.message());
+    done.error = CleanErrorText(status.message());
   }
   done.finished_ms = NowMs();
-  store_->UpdateJob(done).IgnoreError();
+  if (auto s = store_->Transition(id, JobState::kRunning, done.state, done); !s.ok()) {
+    std::cerr << "updp-server: " << id << ": final state not stored: " << s << "\n";
+  }
   {
     std::lock_guard<std::mutex> l(mu_);
     running_.erase(id);
@@ -271,20 +300,21 @@ void JobManager::RunOne(const std::string& id) {
 
 void JobManager::UpdateStateMetrics() {
   if (!metrics_) return;
-  std::map<std::pair<JobKind, JobState>, int> counts;
-  for (JobState s : {JobState::kQueued, JobState::kRunning}) {
-    for (const auto& j : store_->ListJobs("", s, 1 << 20)) counts[{j.kind, s}]++;
-  }
+  auto counts = store_->CountActiveJobs();
+  if (!counts.ok()) return;
   for (JobKind k : {JobKind::kEmbed, JobKind::kLearnPrompt, JobKind::kSelect}) {
     for (JobState s : {JobState::kQueued, JobState::kRunning}) {
-      metrics_->SetJobsInState(JobKindName(k), JobStateName(s), counts[{k, s}]);
+      int n = 0;
+      for (const auto& [ck, cs, cn] : *counts) {
+        if (ck == k && cs == s) n = cn;
+      }
+      metrics_->SetJobsInState(JobKindName(k), JobStateName(s), n);
     }
   }
 }
 
 absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& id, Watcher w) {
-  auto job = Get(id);
-  if (!job.ok()) return job.status();
+  if (auto job = Get(id); !job.ok()) return job.status();
   std::lock_guard<std::mutex> l(watch_mu_);
   // Re-read under the watch lock so no publish can slip between read and register.
   auto now = Get(id);
@@ -309,10 +339,6 @@ void JobManager::Publish(const JobInfo& j) {
 
 bool JobManager::Shutdown(int64_t grace_ms) {
   std::unique_lock<std::mutex> l(mu_);
-  if (!started_) {
-    stopping_ = true;
-    return true;
-  }
   if (!stopping_) {
     stopping_ = true;
     for (auto& [id, r] : running_) {
@@ -321,22 +347,20 @@ bool JobManager::Shutdown(int64_t grace_ms) {
     }
   }
   cv_.notify_all();
-  bool stopped = idle_cv_.wait_for(l, std::chrono::milliseconds(grace_ms),
-                                   [&] { return running_.empty(); });
+  auto idle = [&] { return running_.empty(); };
+  if (grace_ms < 0) {
+    idle_cv_.wait(l, idle);
+  } else if (!idle_cv_.wait_for(l, std::chrono::milliseconds(grace_ms), idle)) {
+    return false;  // workers keep running; never detached under a live store
+  }
   std::vector<std::thread> threads;
   for (auto& [lane, st] : lanes_) {
     for (auto& t : st.threads) threads.push_back(std::move(t));
     st.threads.clear();
   }
   l.unlock();
-  for (auto& t : threads) {
-    if (stopped) {
-      t.join();
-    } else {
-      t.detach();  // forced: the process is about to exit
-    }
-  }
-  return stopped;
+  for (auto& t : threads) t.join();
+  return true;
 }
 
 }  // namespace updp::core

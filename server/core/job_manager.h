@@ -2,6 +2,10 @@
 // LEARN_PROMPT run there one at a time) and a CPU pool (SELECT), cancellation that
 // reaches a running loop through JobContext::Cancelled(), and progress fan-out to
 // any number of watchers that never blocks the worker.
+//
+// Every state change is a Store::Transition (compare-and-set in SQLite). Dequeue
+// (QUEUED -> RUNNING) and Cancel of a queued job (QUEUED -> CANCELLED) both happen
+// under the manager's lock as compare-and-sets, so a cancelled job can never run.
 #ifndef UPDP_SERVER_CORE_JOB_MANAGER_H_
 #define UPDP_SERVER_CORE_JOB_MANAGER_H_
 
@@ -32,6 +36,7 @@ enum class StopReason { kNone = 0, kCancel = 1, kShutdown = 2 };
 class JobContext {
  public:
   virtual ~JobContext() = default;
+  // The job as it was dequeued; job().params holds the typed parameters.
   virtual const JobInfo& job() const = 0;
   // True once the job was cancelled or the server is shutting down: the job should
   // return at its next checkpoint (chunk/batch/epoch boundary).
@@ -55,28 +60,37 @@ struct JobManagerOptions {
 class JobManager {
  public:
   using Watcher = std::function<void(const JobInfo&)>;
+  using LaneFn = std::function<Lane(const JobInfo&)>;
 
   JobManager(Store* store, Metrics* metrics, JobManagerOptions options);
+  // Waits for running workers (see Shutdown).
   ~JobManager();
 
-  using LaneFn = std::function<Lane(const JobInfo&)>;
-  // Registers the function that runs jobs of `kind` and the lane it runs on.
+  // Registers the function that runs jobs of `kind` and the lane it runs on (chosen
+  // per job from its typed parameters). Before Start().
   void RegisterKind(JobKind kind, Lane lane, JobFn fn);
-  // As above, the lane chosen per job (e.g. SELECT with a prompt needs the device).
   void RegisterKind(JobKind kind, LaneFn lane, JobFn fn);
-  // Starts the executors; re-queues jobs left QUEUED by a previous run.
+  bool HasKind(JobKind kind) const { return kinds_.count(kind) > 0; }
+  // Starts the executors. The queue is rebuilt from the store's QUEUED jobs (oldest
+  // first), which covers jobs left by a previous run and jobs submitted before Start.
   void Start();
 
-  // Creates and queues a job. RESOURCE_EXHAUSTED when the queue is full,
-  // UNAVAILABLE while draining.
-  absl::StatusOr<JobInfo> Submit(JobKind kind, const std::string& dataset,
-                                 const std::string& params_json);
+  // Creates and queues a job (see Store::CreateJob). RESOURCE_EXHAUSTED when the
+  // queue is full, UNAVAILABLE while draining.
+  absl::StatusOr<JobInfo> Submit(const std::string& dataset, const JobParams& params);
+  // The live state of a running job, else the stored one.
   absl::StatusOr<JobInfo> Get(const std::string& id);
+  // QUEUED -> CANCELLED at once; a RUNNING job is asked to stop (it becomes CANCELLED
+  // at its next checkpoint). Finished jobs are returned unchanged.
   absl::StatusOr<JobInfo> Cancel(const std::string& id);
+  // INTERRUPTED | CANCELLED | FAILED -> QUEUED.
   absl::StatusOr<JobInfo> Resume(const std::string& id);
-  // True while a job of this dataset is queued or running.
-  bool DatasetBusy(const std::string& dataset);
   int QueueDepth();
+  // True once Shutdown began.
+  bool stopping() {
+    std::lock_guard<std::mutex> l(mu_);
+    return stopping_;
+  }
 
   // Subscribes to a job: `w` is called at once with the current state and then on
   // every published change, from the worker thread (it must not block). Returns a
@@ -86,9 +100,16 @@ class JobManager {
 
   // Graceful stop: refuse new jobs, ask running jobs to stop at their next
   // checkpoint (they become INTERRUPTED), wait up to `grace_ms`. Returns false if
-  // some job did not stop in time (its state stays RUNNING and becomes
-  // INTERRUPTED on the next start).
+  // some job did not stop in time; its worker keeps running (the caller then exits
+  // the process with _exit, and the job becomes INTERRUPTED at the next start). The
+  // manager and the store must outlive such a worker, so the destructor waits.
   bool Shutdown(int64_t grace_ms);
+
+  // Tests: called on the worker thread after every published progress update of a
+  // running job (it may block the job there, deterministically).
+  void SetProgressHookForTest(std::function<void(const JobInfo&)> hook) {
+    progress_hook_ = std::move(hook);
+  }
 
  private:
   struct Running;
@@ -99,14 +120,20 @@ class JobManager {
   };
 
   void Worker(Lane lane);
-  void RunOne(const std::string& id);
+  // Under mu_: pops a job of `lane` and moves it QUEUED -> RUNNING; null when the
+  // popped job was cancelled or deleted meanwhile.
+  std::shared_ptr<Running> DequeueLocked(Lane lane);
+  void Run(std::shared_ptr<Running> r);
+  Lane LaneOf(const JobInfo& j) const;
   void Publish(const JobInfo& j);
   void UpdateStateMetrics();
+  size_t DepthLocked() const;
 
   Store* store_;
   Metrics* metrics_;
   JobManagerOptions options_;
   std::map<JobKind, std::pair<LaneFn, JobFn>> kinds_;
+  std::function<void(const JobInfo&)> progress_hook_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -1,26 +1,24 @@
-// ServerCore: the service without gRPC (cf. TF Serving's ServerCore). Datasets,
-// jobs, results and prompts; the RPC layer only converts to and from protos.
+// ServerCore: the service without gRPC and without LibTorch (cf. TF Serving's
+// ServerCore). Datasets, jobs, results and prompts; the RPC layer only converts to
+// and from protos, and the model-backed engine (server/engine/) runs the job bodies.
 #ifndef UPDP_SERVER_CORE_SERVER_CORE_H_
 #define UPDP_SERVER_CORE_SERVER_CORE_H_
 
-#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/core/data_dir_lock.h"
+#include "server/core/engine.h"
 #include "server/core/job_manager.h"
 #include "server/core/metrics.h"
 #include "server/core/paths.h"
 #include "server/core/store.h"
 #include "server/core/types.h"
-
-namespace updp::model {
-class Blip2Model;
-class BertTokenizer;
-class ImageEncoder;
-}  // namespace updp::model
 
 namespace updp::core {
 
@@ -42,32 +40,6 @@ struct ServerOptions {
   int64_t prompt_cache_bytes = int64_t{8} << 30;  // cached ViT views for prompt learning
 };
 
-struct SelectParams {
-  std::string dataset;
-  std::string strategy;
-  int64_t budget = 0;
-  uint64_t seed = 0;
-  std::string features;
-  std::string prompt;
-  std::vector<std::string> labeled_ids;
-  std::string rule;
-};
-
-struct LearnPromptParams {
-  std::string dataset;
-  std::string prompt_name;
-  int num_context = 16;
-  int num_clusters = 0;
-  int intended_budget = 0;
-  int epochs = 20;
-  int batch_size = 256;
-  double learning_rate = 3e-4;
-  int views = 2;
-  uint64_t seed = 0;
-  std::string init_phrase = "a photo of a";
-  int64_t max_train_items = 0;
-};
-
 struct SelectionPage {
   std::vector<SelectionRow> items;
   std::string next_page_token;
@@ -78,13 +50,15 @@ struct SelectionPage {
 
 class ServerCore {
  public:
+  // Locks data_dir (FAILED_PRECONDITION if another server holds it), opens the store,
+  // finishes registrations/deletions a stopped process left half done, marks jobs
+  // it left RUNNING as INTERRUPTED, and removes unreferenced prompt files.
   static absl::StatusOr<std::unique_ptr<ServerCore>> Create(const ServerOptions& options,
                                                             Metrics* metrics);
   ~ServerCore();
 
-  // Loads the BLIP-2 checkpoint from options.model_dir (no-op without one).
-  absl::Status LoadModel();
-  bool has_model() const { return model_ != nullptr; }
+  // The engine that imports embeddings and checks prompts; set before serving.
+  void SetEngine(Engine* engine) { engine_ = engine; }
   // Starts the job executors.
   void Start();
   // Graceful stop; see JobManager::Shutdown.
@@ -94,50 +68,61 @@ class ServerCore {
                                               const std::string& path,
                                               const std::string& ids_path);
   absl::StatusOr<DatasetInfo> GetDataset(const std::string& name);
-  std::vector<DatasetInfo> ListDatasets();
+  absl::StatusOr<std::vector<DatasetInfo>> ListDatasets();
+  // Removes the dataset's rows, features, jobs, selections and job folders.
   absl::Status DeleteDataset(const std::string& name);
 
   absl::StatusOr<JobInfo> StartEmbedding(const std::string& dataset, int batch_size);
-  absl::StatusOr<JobInfo> LearnPrompt(const LearnPromptParams& p);
-  absl::StatusOr<JobInfo> Select(const SelectParams& p);
+  absl::StatusOr<JobInfo> LearnPrompt(const std::string& dataset, LearnPromptParams p);
+  absl::StatusOr<JobInfo> Select(const std::string& dataset, SelectParams p);
   JobManager& jobs() { return *jobs_; }
-  std::vector<JobInfo> ListJobs(const std::string& dataset, JobState state, int limit);
+  absl::StatusOr<std::vector<JobInfo>> ListJobs(const std::string& dataset, JobState state,
+                                                int limit);
 
   absl::StatusOr<SelectionPage> GetSelection(const std::string& job_id, int page_size,
                                              const std::string& page_token);
 
-  std::vector<PromptInfo> ListPrompts();
+  absl::StatusOr<std::vector<PromptInfo>> ListPrompts();
   absl::StatusOr<std::pair<PromptInfo, std::string>> ExportPrompt(const std::string& name);
   absl::StatusOr<PromptInfo> ImportPrompt(const std::string& name, const std::string& bytes);
+
+  // For job bodies: where a dataset's feature source and a job's working files live
+  // (checked to stay under data_dir), a stored prompt's artifact, and the commit of
+  // a learned prompt (ALREADY_EXISTS if its name was taken meanwhile).
+  absl::StatusOr<std::string> FeatureDir(const std::string& dataset, const std::string& source) const;
+  absl::StatusOr<std::string> JobDir(const std::string& job_id) const;
+  absl::StatusOr<std::string> PromptArtifact(const std::string& name);
+  absl::Status StoreLearnedPrompt(PromptInfo info, const std::string& bytes,
+                                  const std::string& job_id);
 
   Store& store() { return *store_; }
   Metrics* metrics() { return metrics_; }
   const ServerOptions& options() const { return options_; }
 
+  // Tests: called on the registering thread after the name is reserved and before
+  // the source is read (it may block there).
+  void SetRegistrationHookForTest(std::function<void(const std::string&)> hook) {
+    registration_hook_ = std::move(hook);
+  }
+
  private:
   ServerCore() = default;
-  // Job bodies (server/jobs/, LibTorch).
-  absl::Status RunEmbed(JobContext& ctx);
-  absl::Status RunSelect(JobContext& ctx);
-  absl::Status RunLearnPrompt(JobContext& ctx);
-  // Ensures prompted joint features of every item (and, in the same pass, image
-  // features where missing) exist as chunks; resumable by chunk.
-  absl::Status ExtractPromptFeatures(JobContext& ctx, const std::string& dataset,
-                                     const std::string& prompt);
-  // Copies a user's .npy embeddings into a feature chunk of `dataset`.
-  absl::StatusOr<int64_t> ImportEmbeddings(const std::string& dataset, const std::string& npy);
-  absl::Status CheckPromptCompatible(const std::string& bytes, std::string* identity,
-                                     int* num_context, int* num_clusters, std::string* config);
-  std::string FeatureDir(const std::string& dataset, const std::string& source) const;
+  absl::Status Recover();
+  // Removes a dataset's feature folder and its jobs' folders.
+  absl::Status RemoveDatasetFiles(const std::string& name, const std::vector<std::string>& job_ids);
+  absl::StatusOr<DatasetInfo> Register(const std::string& name, SourceKind kind,
+                                       const std::string& path, const std::string& ids_path);
+  // OK when the engine can run model-backed work now.
+  absl::Status ModelAvailable() const;
 
   ServerOptions options_;
   Metrics* metrics_ = nullptr;
+  std::unique_ptr<DataDirLock> lock_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<PathPolicy> paths_;
   std::unique_ptr<JobManager> jobs_;
-  std::shared_ptr<model::Blip2Model> model_;
-  std::shared_ptr<model::ImageEncoder> encoder_;
-  std::shared_ptr<model::BertTokenizer> tokenizer_;
+  Engine* engine_ = nullptr;
+  std::function<void(const std::string&)> registration_hook_;
 };
 
 // Feature source names.

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "server/util/error_text.h"
 
 namespace updp::core {
 namespace {
@@ -84,31 +85,57 @@ CREATE TABLE prompts (
   created_ms INTEGER NOT NULL
 );
 )sql",
+    // 2: staged dataset registration/deletion, prompt-name reservations, state index.
+    R"sql(
+ALTER TABLE datasets ADD COLUMN state INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE prompts ADD COLUMN state INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE prompts ADD COLUMN job_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX jobs_state ON jobs(state);
+)sql",
 };
+static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion);
 
-// RAII prepared statement.
+constexpr int kPromptLearning = 0;
+constexpr int kPromptReady = 1;
+constexpr int kMaxReaders = 4;
+constexpr size_t kInsertBatch = 5000;  // rows per transaction in AddItems
+
+absl::Status SqlError(sqlite3* db, const std::string& what) {
+  return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db)));
+}
+
+// RAII prepared statement. A failed prepare is reported by the first Step (as
+// SQLITE_ERROR), so that every caller's Step check also covers it.
 class Stmt {
  public:
-  Stmt(sqlite3* db, const char* sql) { rc_ = sqlite3_prepare_v2(db, sql, -1, &s_, nullptr); }
+  Stmt(sqlite3* db, const std::string& sql) : db_(db) {
+    rc_ = sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr);
+  }
   ~Stmt() { sqlite3_finalize(s_); }
-  bool ok() const { return rc_ == SQLITE_OK; }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
   Stmt& Bind(int i, const std::string& v) {
-    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+    if (s_) sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }
   Stmt& Bind(int i, int64_t v) {
-    sqlite3_bind_int64(s_, i, v);
+    if (s_) sqlite3_bind_int64(s_, i, v);
     return *this;
   }
+  Stmt& Bind(int i, int v) { return Bind(i, static_cast<int64_t>(v)); }
   Stmt& Bind(int i, double v) {
-    sqlite3_bind_double(s_, i, v);
+    if (s_) sqlite3_bind_double(s_, i, v);
     return *this;
   }
   Stmt& BindNull(int i) {
-    sqlite3_bind_null(s_, i);
+    if (s_) sqlite3_bind_null(s_, i);
     return *this;
   }
-  int Step() { return sqlite3_step(s_); }
+  int Step() { return s_ && rc_ == SQLITE_OK ? sqlite3_step(s_) : SQLITE_ERROR; }
+  // Steps a statement that returns no rows.
+  absl::Status Run(const std::string& what) {
+    return Step() == SQLITE_DONE ? absl::OkStatus() : SqlError(db_, what);
+  }
   void Reset() {
     sqlite3_reset(s_);
     sqlite3_clear_bindings(s_);
@@ -122,19 +149,26 @@ class Stmt {
   }
 
  private:
+  sqlite3* db_;
   sqlite3_stmt* s_ = nullptr;
   int rc_;
 };
 
-absl::Status SqlError(sqlite3* db, const std::string& what) {
-  return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db)));
+absl::Status Exec(sqlite3* db, const std::string& sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    return absl::InternalError(absl::StrCat("sqlite: ", msg));
+  }
+  return absl::OkStatus();
 }
 
 constexpr const char* kJobCols =
     "id, kind, state, dataset, params_json, stage, done, total, rate, message, loss, created_ms, "
     "started_ms, finished_ms, error, result_json";
 
-JobInfo ReadJob(Stmt& s) {
+absl::StatusOr<JobInfo> ReadJob(Stmt& s) {
   JobInfo j;
   j.id = s.Text(0);
   j.kind = static_cast<JobKind>(s.Int(1));
@@ -152,6 +186,11 @@ JobInfo ReadJob(Stmt& s) {
   j.finished_ms = s.Int(13);
   j.error = s.Text(14);
   j.result_json = s.Text(15);
+  auto params = ParamsFromJson(j.kind, j.params_json);
+  if (!params.ok()) {
+    return absl::DataLossError(absl::StrCat("job ", j.id, ": ", params.status().message()));
+  }
+  j.params = std::move(*params);
   return j;
 }
 
@@ -163,7 +202,85 @@ PromptInfo ReadPrompt(Stmt& s) {
                     static_cast<int>(s.Int(4)), s.Text(5), s.Text(6), s.Int(7)};
 }
 
+absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
+  Stmt s(db, "SELECT name, source_kind, source_path, num_items, created_ms FROM datasets "
+             "WHERE name=? AND state=1;");
+  s.Bind(1, name);
+  int rc = s.Step();
+  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("dataset: ", Quote(name), " not found"));
+  if (rc != SQLITE_ROW) return SqlError(db, "read dataset");
+  DatasetInfo d;
+  d.name = s.Text(0);
+  d.source_kind = static_cast<SourceKind>(s.Int(1));
+  d.source_path = s.Text(2);
+  d.num_items = s.Int(3);
+  d.created_ms = s.Int(4);
+  Stmt c(db, "SELECT COUNT(*) FROM failed_items WHERE dataset=?;");
+  c.Bind(1, name);
+  if (c.Step() != SQLITE_ROW) return SqlError(db, "count failed items");
+  d.num_failed = c.Int(0);
+  Stmt f(db, "SELECT item_id, path, error FROM failed_items WHERE dataset=? ORDER BY item_id LIMIT 100;");
+  f.Bind(1, name);
+  while ((rc = f.Step()) == SQLITE_ROW) d.failed_items.push_back({f.Text(0), f.Text(1), f.Text(2)});
+  if (rc != SQLITE_DONE) return SqlError(db, "read failed items");
+  Stmt src(db, "SELECT DISTINCT source FROM feature_chunks WHERE dataset=? ORDER BY source;");
+  src.Bind(1, name);
+  while ((rc = src.Step()) == SQLITE_ROW) d.feature_sources.push_back(src.Text(0));
+  if (rc != SQLITE_DONE) return SqlError(db, "read feature sources");
+  return d;
+}
+
 }  // namespace
+
+// A reader connection for the lifetime of the lease, inside one read transaction
+// (a consistent snapshot across the statements of one call).
+class Store::ReadLease {
+ public:
+  explicit ReadLease(Store* s) : s_(s) {
+    auto db = s->AcquireReader();
+    if (!db.ok()) {
+      status_ = db.status();
+      return;
+    }
+    db_ = *db;
+    status_ = Exec(db_, "BEGIN;");
+  }
+  ~ReadLease() {
+    if (!db_) return;
+    Exec(db_, "COMMIT;").IgnoreError();
+    s_->ReleaseReader(db_);
+  }
+  const absl::Status& status() const { return status_; }
+  sqlite3* db() const { return db_; }
+
+ private:
+  Store* s_;
+  sqlite3* db_ = nullptr;
+  absl::Status status_;
+};
+
+// A write transaction on the writer connection; rolled back unless committed.
+class Store::Tx {
+ public:
+  explicit Tx(Store* s) : lock_(s->write_mu_), db_(s->db_) { status_ = Exec(db_, "BEGIN IMMEDIATE;"); }
+  ~Tx() {
+    if (status_.ok() && !done_) Exec(db_, "ROLLBACK;").IgnoreError();
+  }
+  const absl::Status& status() const { return status_; }
+  sqlite3* db() const { return db_; }
+  absl::Status Commit() {
+    done_ = true;
+    auto s = Exec(db_, "COMMIT;");
+    if (!s.ok()) Exec(db_, "ROLLBACK;").IgnoreError();
+    return s;
+  }
+
+ private:
+  std::lock_guard<std::mutex> lock_;
+  sqlite3* db_;
+  absl::Status status_;
+  bool done_ = false;
+};
 
 int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -183,12 +300,19 @@ const char* JobStateName(JobState s) {
   }
 }
 
-const char* JobKindName(JobKind k) {
-  switch (k) {
-    case JobKind::kEmbed: return "EMBED";
-    case JobKind::kLearnPrompt: return "LEARN_PROMPT";
-    case JobKind::kSelect: return "SELECT";
-    default: return "UNSPECIFIED";
+bool IsLegalTransition(JobState from, JobState to) {
+  switch (from) {
+    case JobState::kQueued:
+      return to == JobState::kRunning || to == JobState::kCancelled;
+    case JobState::kRunning:
+      return to == JobState::kSucceeded || to == JobState::kFailed ||
+             to == JobState::kCancelled || to == JobState::kInterrupted;
+    case JobState::kInterrupted:
+    case JobState::kCancelled:
+    case JobState::kFailed:
+      return to == JobState::kQueued;
+    default:
+      return false;
   }
 }
 
@@ -201,47 +325,78 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& data_dir) 
   }
   std::unique_ptr<Store> s(new Store());
   s->data_dir_ = data_dir;
-  std::string path = data_dir + "/updp.db";
+  const std::string path = data_dir + "/updp.db";
   if (sqlite3_open_v2(path.c_str(), &s->db_,
-                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     return absl::FailedPreconditionError(
-        absl::StrCat("data_dir: cannot open database '", path, "'"));
+        absl::StrCat("data_dir: cannot open database '", path, "': ", sqlite3_errmsg(s->db_)));
   }
   sqlite3_busy_timeout(s->db_, 5000);
   for (const char* pragma : {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=NORMAL;",
                              "PRAGMA foreign_keys=ON;"}) {
-    if (auto st = s->Exec(pragma); !st.ok()) return st;
+    if (auto st = Exec(s->db_, pragma); !st.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat("data_dir: ", path, ": ", st.message()));
+    }
   }
   if (auto st = s->Migrate(); !st.ok()) return st;
   return s;
 }
 
 Store::~Store() {
+  for (sqlite3* r : all_readers_) sqlite3_close(r);
   if (db_) sqlite3_close(db_);
 }
 
-absl::Status Store::Exec(const std::string& sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
-    sqlite3_free(err);
-    return absl::InternalError(absl::StrCat("sqlite: ", msg));
+absl::StatusOr<sqlite3*> Store::AcquireReader() {
+  std::unique_lock<std::mutex> l(pool_mu_);
+  while (free_readers_.empty() && all_readers_.size() >= static_cast<size_t>(kMaxReaders)) {
+    pool_cv_.wait(l);
   }
-  return absl::OkStatus();
+  if (!free_readers_.empty()) {
+    sqlite3* db = free_readers_.back();
+    free_readers_.pop_back();
+    return db;
+  }
+  sqlite3* db = nullptr;
+  const std::string path = data_dir_ + "/updp.db";
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+      SQLITE_OK) {
+    auto s = SqlError(db, "open reader");
+    sqlite3_close(db);
+    return s;
+  }
+  sqlite3_busy_timeout(db, 5000);
+  if (auto s = Exec(db, "PRAGMA query_only=1;"); !s.ok()) {
+    sqlite3_close(db);
+    return s;
+  }
+  all_readers_.push_back(db);
+  return db;
 }
 
-int Store::schema_version() {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, "PRAGMA user_version;");
-  return s.Step() == SQLITE_ROW ? static_cast<int>(s.Int(0)) : -1;
+void Store::ReleaseReader(sqlite3* db) {
+  {
+    std::lock_guard<std::mutex> l(pool_mu_);
+    free_readers_.push_back(db);
+  }
+  pool_cv_.notify_one();
+}
+
+absl::StatusOr<int> Store::schema_version() {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), "PRAGMA user_version;");
+  if (s.Step() != SQLITE_ROW) return SqlError(r.db(), "user_version");
+  return static_cast<int>(s.Int(0));
 }
 
 absl::Status Store::Migrate() {
   int version;
   {
     Stmt s(db_, "PRAGMA user_version;");
-    version = s.Step() == SQLITE_ROW ? static_cast<int>(s.Int(0)) : 0;
+    if (s.Step() != SQLITE_ROW) return SqlError(db_, "user_version");
+    version = static_cast<int>(s.Int(0));
   }
   if (version > kSchemaVersion) {
     return absl::FailedPreconditionError(
@@ -249,198 +404,344 @@ absl::Status Store::Migrate() {
                      " is newer than this server's ", kSchemaVersion));
   }
   for (int v = version; v < kSchemaVersion; ++v) {
-    if (auto s = Exec("BEGIN IMMEDIATE;"); !s.ok()) return s;
-    auto st = Exec(kMigrations[v]);
-    if (st.ok()) st = Exec(absl::StrCat("PRAGMA user_version=", v + 1, ";"));
-    if (!st.ok()) {
-      Exec("ROLLBACK;").IgnoreError();
-      return st;
-    }
-    if (auto s = Exec("COMMIT;"); !s.ok()) return s;
+    Tx tx(this);
+    if (!tx.status().ok()) return tx.status();
+    if (auto s = Exec(db_, kMigrations[v]); !s.ok()) return s;
+    if (auto s = Exec(db_, absl::StrCat("PRAGMA user_version=", v + 1, ";")); !s.ok()) return s;
+    if (auto s = tx.Commit(); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
 
-absl::Status Store::CreateDataset(const DatasetInfo& d, const std::vector<ItemRow>& items,
-                                  const std::vector<FailedItemRow>& failed) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (auto s = Exec("BEGIN IMMEDIATE;"); !s.ok()) return s;
-  auto fail = [&](absl::Status s) {
-    Exec("ROLLBACK;").IgnoreError();
-    return s;
-  };
-  {
-    Stmt q(db_, "SELECT 1 FROM datasets WHERE name=?;");
-    q.Bind(1, d.name);
-    if (q.Step() == SQLITE_ROW) {
-      return fail(absl::AlreadyExistsError(absl::StrCat("name: dataset '", d.name, "' already exists")));
-    }
+// ---------------------------------------------------------------------------
+// Datasets
+
+absl::Status Store::ReserveDataset(const DatasetInfo& d) {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  Stmt q(db_, "SELECT state FROM datasets WHERE name=?;");
+  q.Bind(1, d.name);
+  int rc = q.Step();
+  if (rc == SQLITE_ROW) {
+    const auto state = static_cast<DatasetState>(q.Int(0));
+    return absl::AlreadyExistsError(absl::StrCat(
+        "name: dataset ", Quote(d.name),
+        state == DatasetState::kReady         ? " already exists"
+        : state == DatasetState::kRegistering ? " is being registered by another call"
+                                              : " is being deleted"));
   }
-  Stmt ins(db_, "INSERT INTO datasets(name, source_kind, source_path, num_items, created_ms) "
-                "VALUES(?,?,?,?,?);");
+  if (rc != SQLITE_DONE) return SqlError(db_, "look up dataset");
+  Stmt ins(db_, "INSERT INTO datasets(name, source_kind, source_path, num_items, created_ms, state) "
+                "VALUES(?,?,?,0,?,0);");
   ins.Bind(1, d.name).Bind(2, static_cast<int64_t>(d.source_kind)).Bind(3, d.source_path)
-      .Bind(4, static_cast<int64_t>(items.size())).Bind(5, d.created_ms);
-  if (ins.Step() != SQLITE_DONE) return fail(SqlError(db_, "insert dataset"));
-  Stmt it(db_, "INSERT INTO items(dataset, idx, item_id, path) VALUES(?,?,?,?);");
-  for (const auto& r : items) {
-    it.Bind(1, d.name).Bind(2, r.idx).Bind(3, r.item_id).Bind(4, r.path);
-    if (it.Step() != SQLITE_DONE) return fail(SqlError(db_, "insert item " + r.item_id));
-    it.Reset();
+      .Bind(4, d.created_ms);
+  if (auto s = ins.Run("insert dataset"); !s.ok()) return s;
+  return tx.Commit();
+}
+
+absl::Status Store::AddItems(const std::string& dataset, const std::vector<ItemRow>& items) {
+  for (size_t begin = 0; begin < items.size(); begin += kInsertBatch) {
+    Tx tx(this);
+    if (!tx.status().ok()) return tx.status();
+    Stmt it(db_, "INSERT INTO items(dataset, idx, item_id, path) VALUES(?,?,?,?);");
+    for (size_t i = begin; i < std::min(items.size(), begin + kInsertBatch); ++i) {
+      it.Bind(1, dataset).Bind(2, items[i].idx).Bind(3, items[i].item_id).Bind(4, items[i].path);
+      if (auto s = it.Run("insert item"); !s.ok()) return s;
+      it.Reset();
+    }
+    if (auto s = tx.Commit(); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
+
+absl::Status Store::CommitDataset(const std::string& dataset, const std::string& source_path,
+                                  int64_t num_items,
+                                  const std::vector<FailedItemRow>& failed,
+                                  const std::string& chunk_source, const FeatureChunk* chunk) {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
   Stmt fi(db_, "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
   for (const auto& r : failed) {
-    fi.Bind(1, d.name).Bind(2, r.item_id).Bind(3, r.path).Bind(4, r.error);
-    if (fi.Step() != SQLITE_DONE) return fail(SqlError(db_, "insert failed item"));
+    fi.Bind(1, dataset).Bind(2, r.item_id).Bind(3, r.path).Bind(4, r.error);
+    if (auto s = fi.Run("insert failed item"); !s.ok()) return s;
     fi.Reset();
   }
-  return Exec("COMMIT;");
+  if (chunk) {
+    Stmt c(db_, "INSERT INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
+    c.Bind(1, dataset).Bind(2, chunk_source).Bind(3, chunk->chunk).Bind(4, chunk->count)
+        .Bind(5, chunk->path);
+    if (auto s = c.Run("insert feature chunk"); !s.ok()) return s;
+  }
+  Stmt up(db_, "UPDATE datasets SET state=1, num_items=?, source_path=? WHERE name=? AND state=0;");
+  up.Bind(1, num_items).Bind(2, source_path).Bind(3, dataset);
+  if (auto s = up.Run("commit dataset"); !s.ok()) return s;
+  if (sqlite3_changes(db_) != 1) {
+    return absl::InternalError(absl::StrCat("dataset ", Quote(dataset), " was not being registered"));
+  }
+  return tx.Commit();
+}
+
+absl::StatusOr<std::vector<std::string>> Store::BeginDeleteDataset(const std::string& name) {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  Stmt q(db_, "SELECT state FROM datasets WHERE name=?;");
+  q.Bind(1, name);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE || (rc == SQLITE_ROW && q.Int(0) == 0)) {
+    return absl::NotFoundError(absl::StrCat("dataset: ", Quote(name), " not found"));
+  }
+  if (rc != SQLITE_ROW) return SqlError(db_, "look up dataset");
+  if (q.Int(0) == static_cast<int>(DatasetState::kDeleting)) {
+    return absl::FailedPreconditionError(absl::StrCat("name: dataset ", Quote(name), " is being deleted"));
+  }
+  Stmt busy(db_, "SELECT id FROM jobs WHERE dataset=? AND state IN (1, 2) LIMIT 1;");
+  busy.Bind(1, name);
+  rc = busy.Step();
+  if (rc == SQLITE_ROW) {
+    return absl::FailedPreconditionError(absl::StrCat("name: dataset ", Quote(name), " has a queued or running job (",
+                                                      busy.Text(0), "); cancel it first"));
+  }
+  if (rc != SQLITE_DONE) return SqlError(db_, "look up jobs");
+  Stmt up(db_, "UPDATE datasets SET state=2 WHERE name=?;");
+  up.Bind(1, name);
+  if (auto s = up.Run("mark dataset deleting"); !s.ok()) return s;
+  std::vector<std::string> ids;
+  Stmt j(db_, "SELECT id FROM jobs WHERE dataset=?;");
+  j.Bind(1, name);
+  while ((rc = j.Step()) == SQLITE_ROW) ids.push_back(j.Text(0));
+  if (rc != SQLITE_DONE) return SqlError(db_, "list jobs");
+  if (auto s = tx.Commit(); !s.ok()) return s;
+  return ids;
+}
+
+absl::Status Store::RemoveDataset(const std::string& name) {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  const char* const kDeletes[] = {
+      "DELETE FROM selections WHERE job_id IN (SELECT id FROM jobs WHERE dataset=?1);",
+      "DELETE FROM prompts WHERE state=0 AND job_id IN (SELECT id FROM jobs WHERE dataset=?1);",
+      "DELETE FROM jobs WHERE dataset=?1;",
+      "DELETE FROM datasets WHERE name=?1;",  // items, failed items, chunks: ON DELETE CASCADE
+  };
+  for (const char* sql : kDeletes) {
+    Stmt d(db_, sql);
+    d.Bind(1, name);
+    if (auto s = d.Run("remove dataset rows"); !s.ok()) return s;
+  }
+  return tx.Commit();
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, DatasetState>>> Store::UnfinishedDatasets() {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), "SELECT name, state FROM datasets WHERE state != 1 ORDER BY name;");
+  std::vector<std::pair<std::string, DatasetState>> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.emplace_back(s.Text(0), static_cast<DatasetState>(s.Int(1)));
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "list unfinished datasets");
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> Store::JobIdsOf(const std::string& dataset) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), "SELECT id FROM jobs WHERE dataset=? ORDER BY seq;");
+  s.Bind(1, dataset);
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "list job ids");
+  return out;
 }
 
 absl::StatusOr<DatasetInfo> Store::GetDataset(const std::string& name) {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, "SELECT name, source_kind, source_path, num_items, created_ms FROM datasets WHERE name=?;");
-  s.Bind(1, name);
-  if (s.Step() != SQLITE_ROW) {
-    return absl::NotFoundError(absl::StrCat("dataset: '", name, "' not found"));
-  }
-  DatasetInfo d;
-  d.name = s.Text(0);
-  d.source_kind = static_cast<SourceKind>(s.Int(1));
-  d.source_path = s.Text(2);
-  d.num_items = s.Int(3);
-  d.created_ms = s.Int(4);
-  Stmt c(db_, "SELECT COUNT(*) FROM failed_items WHERE dataset=?;");
-  c.Bind(1, name);
-  if (c.Step() == SQLITE_ROW) d.num_failed = c.Int(0);
-  Stmt f(db_, "SELECT item_id, path, error FROM failed_items WHERE dataset=? ORDER BY item_id LIMIT 100;");
-  f.Bind(1, name);
-  while (f.Step() == SQLITE_ROW) d.failed_items.push_back({f.Text(0), f.Text(1), f.Text(2)});
-  Stmt src(db_, "SELECT DISTINCT source FROM feature_chunks WHERE dataset=? ORDER BY source;");
-  src.Bind(1, name);
-  while (src.Step() == SQLITE_ROW) d.feature_sources.push_back(src.Text(0));
-  return d;
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  return ReadDataset(r.db(), name);
 }
 
-std::vector<DatasetInfo> Store::ListDatasets() {
+absl::StatusOr<std::vector<DatasetInfo>> Store::ListDatasets() {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
   std::vector<std::string> names;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    Stmt s(db_, "SELECT name FROM datasets ORDER BY name;");
-    while (s.Step() == SQLITE_ROW) names.push_back(s.Text(0));
-  }
+  Stmt s(r.db(), "SELECT name FROM datasets WHERE state=1 ORDER BY name;");
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) names.push_back(s.Text(0));
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "list datasets");
   std::vector<DatasetInfo> out;
   for (const auto& n : names) {
-    auto d = GetDataset(n);
-    if (d.ok()) out.push_back(*d);
+    auto d = ReadDataset(r.db(), n);
+    if (!d.ok()) return d.status();
+    out.push_back(std::move(*d));
   }
   return out;
 }
 
-absl::Status Store::DeleteDataset(const std::string& name) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (auto s = Exec("BEGIN IMMEDIATE;"); !s.ok()) return s;
-  Stmt sel(db_, "DELETE FROM selections WHERE job_id IN (SELECT id FROM jobs WHERE dataset=?);");
-  sel.Bind(1, name);
-  sel.Step();
-  Stmt d(db_, "DELETE FROM datasets WHERE name=?;");
-  d.Bind(1, name);
-  if (d.Step() != SQLITE_DONE) {
-    Exec("ROLLBACK;").IgnoreError();
-    return SqlError(db_, "delete dataset");
-  }
-  if (sqlite3_changes(db_) == 0) {
-    Exec("ROLLBACK;").IgnoreError();
-    return absl::NotFoundError(absl::StrCat("dataset: '", name, "' not found"));
-  }
-  return Exec("COMMIT;");
-}
-
-std::vector<ItemRow> Store::Items(const std::string& dataset) {
-  std::lock_guard<std::mutex> l(mu_);
+absl::StatusOr<std::vector<ItemRow>> Store::Items(const std::string& dataset) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
   std::vector<ItemRow> out;
-  Stmt s(db_, "SELECT idx, item_id, path FROM items WHERE dataset=? ORDER BY idx;");
+  Stmt s(r.db(), "SELECT idx, item_id, path FROM items WHERE dataset=? ORDER BY idx;");
   s.Bind(1, dataset);
-  while (s.Step() == SQLITE_ROW) out.push_back({s.Int(0), s.Text(1), s.Text(2)});
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), s.Text(1), s.Text(2)});
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "read items");
   return out;
+}
+
+absl::StatusOr<std::vector<std::string>> Store::UnknownItemIds(const std::string& dataset,
+                                                               const std::vector<std::string>& ids,
+                                                               size_t max) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), "SELECT 1 FROM items WHERE dataset=? AND item_id=?;");
+  std::vector<std::string> unknown;
+  for (const auto& id : ids) {
+    s.Bind(1, dataset).Bind(2, id);
+    const int rc = s.Step();
+    if (rc == SQLITE_DONE) {
+      unknown.push_back(id);
+      if (unknown.size() >= max) break;
+    } else if (rc != SQLITE_ROW) {
+      return SqlError(r.db(), "look up item id");
+    }
+    s.Reset();
+  }
+  return unknown;
 }
 
 absl::Status Store::AddFailedItems(const std::string& dataset,
                                    const std::vector<FailedItemRow>& rows) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (auto s = Exec("BEGIN IMMEDIATE;"); !s.ok()) return s;
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
   Stmt fi(db_, "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
   for (const auto& r : rows) {
     fi.Bind(1, dataset).Bind(2, r.item_id).Bind(3, r.path).Bind(4, r.error);
-    if (fi.Step() != SQLITE_DONE) {
-      Exec("ROLLBACK;").IgnoreError();
-      return SqlError(db_, "insert failed item");
-    }
+    if (auto s = fi.Run("insert failed item"); !s.ok()) return s;
     fi.Reset();
   }
-  return Exec("COMMIT;");
+  return tx.Commit();
 }
 
 absl::Status Store::AddFeatureChunk(const std::string& dataset, const std::string& source,
                                     const FeatureChunk& c) {
-  std::lock_guard<std::mutex> l(mu_);
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
   Stmt s(db_, "INSERT OR REPLACE INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
   s.Bind(1, dataset).Bind(2, source).Bind(3, c.chunk).Bind(4, c.count).Bind(5, c.path);
-  if (s.Step() != SQLITE_DONE) return SqlError(db_, "insert feature chunk");
-  return absl::OkStatus();
+  if (auto st = s.Run("insert feature chunk"); !st.ok()) return st;
+  return tx.Commit();
 }
 
-std::vector<FeatureChunk> Store::FeatureChunks(const std::string& dataset,
-                                               const std::string& source) {
-  std::lock_guard<std::mutex> l(mu_);
+absl::StatusOr<std::vector<FeatureChunk>> Store::FeatureChunks(const std::string& dataset,
+                                                               const std::string& source) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
   std::vector<FeatureChunk> out;
-  Stmt s(db_, "SELECT chunk, count, path FROM feature_chunks WHERE dataset=? AND source=? ORDER BY chunk;");
+  Stmt s(r.db(), "SELECT chunk, count, path FROM feature_chunks WHERE dataset=? AND source=? ORDER BY chunk;");
   s.Bind(1, dataset).Bind(2, source);
-  while (s.Step() == SQLITE_ROW) out.push_back({s.Int(0), s.Int(1), s.Text(2)});
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), s.Int(1), s.Text(2)});
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "read feature chunks");
   return out;
 }
 
-absl::Status Store::DeleteFeatures(const std::string& dataset, const std::string& source) {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, "DELETE FROM feature_chunks WHERE dataset=? AND source=?;");
-  s.Bind(1, dataset).Bind(2, source);
-  if (s.Step() != SQLITE_DONE) return SqlError(db_, "delete features");
-  return absl::OkStatus();
+// ---------------------------------------------------------------------------
+// Jobs
+
+namespace {
+
+// Reserves `name` for `job_id` (a LEARN_PROMPT job) or stores a READY prompt row
+// (job_id empty), inside the caller's write transaction.
+absl::Status ClaimPromptName(sqlite3* db, const PromptInfo& p, const std::string& job_id) {
+  Stmt q(db, "SELECT p.state, p.job_id, j.state FROM prompts p LEFT JOIN jobs j ON j.id = p.job_id "
+             "WHERE p.name=?;");
+  q.Bind(1, p.name);
+  int rc = q.Step();
+  if (rc == SQLITE_ROW) {
+    const bool learning = q.Int(0) == kPromptLearning;
+    const std::string owner = q.Text(1);
+    const auto owner_state = q.IsNull(2) ? JobState::kFailed : static_cast<JobState>(q.Int(2));
+    if (!learning) {
+      return absl::AlreadyExistsError(absl::StrCat("prompt_name: prompt ", Quote(p.name), " already exists"));
+    }
+    if (owner_state != JobState::kFailed && owner_state != JobState::kCancelled) {
+      return absl::AlreadyExistsError(absl::StrCat("prompt_name: ", Quote(p.name), " is being learned by ",
+                                                   owner, " (", JobStateName(owner_state), ")"));
+    }
+    Stmt d(db, "DELETE FROM prompts WHERE name=?;");  // take over a dead reservation
+    d.Bind(1, p.name);
+    if (auto s = d.Run("release prompt reservation"); !s.ok()) return s;
+  } else if (rc != SQLITE_DONE) {
+    return SqlError(db, "look up prompt");
+  }
+  Stmt s(db, "INSERT INTO prompts(name, dataset, model_identity, num_context, num_clusters, "
+             "config_json, path, created_ms, state, job_id) VALUES(?,?,?,?,?,?,?,?,?,?);");
+  s.Bind(1, p.name).Bind(2, p.dataset).Bind(3, p.model_identity).Bind(4, p.num_context)
+      .Bind(5, p.num_clusters).Bind(6, p.config_json).Bind(7, p.path).Bind(8, p.created_ms)
+      .Bind(9, job_id.empty() ? kPromptReady : kPromptLearning).Bind(10, job_id);
+  return s.Run("insert prompt");
 }
 
-absl::StatusOr<JobInfo> Store::CreateJob(JobKind kind, const std::string& dataset,
-                                         const std::string& params_json) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (auto s = Exec("BEGIN IMMEDIATE;"); !s.ok()) return s;
+}  // namespace
+
+absl::StatusOr<JobInfo> Store::CreateJob(const std::string& dataset, const JobParams& params) {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  {
+    Stmt q(db_, "SELECT state FROM datasets WHERE name=?;");
+    q.Bind(1, dataset);
+    int rc = q.Step();
+    if (rc == SQLITE_DONE || (rc == SQLITE_ROW && q.Int(0) == 0)) {
+      return absl::NotFoundError(absl::StrCat("dataset: ", Quote(dataset), " not found"));
+    }
+    if (rc != SQLITE_ROW) return SqlError(db_, "look up dataset");
+    if (q.Int(0) != 1) {
+      return absl::FailedPreconditionError(absl::StrCat("dataset: ", Quote(dataset), " is being deleted"));
+    }
+  }
   int64_t seq = 1;
   {
     Stmt q(db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs;");
-    if (q.Step() == SQLITE_ROW) seq = q.Int(0);
+    if (q.Step() != SQLITE_ROW) return SqlError(db_, "next job id");
+    seq = q.Int(0);
   }
   JobInfo j;
   j.id = absl::StrCat("job-", seq);
-  j.kind = kind;
+  j.kind = KindOf(params);
   j.state = JobState::kQueued;
   j.dataset = dataset;
-  j.params_json = params_json;
+  j.params = params;
+  j.params_json = ParamsToJson(params);
   j.created_ms = NowMs();
-  Stmt s(db_, "INSERT INTO jobs(seq, id, kind, state, dataset, params_json, created_ms) VALUES(?,?,?,?,?,?,?);");
-  s.Bind(1, seq).Bind(2, j.id).Bind(3, static_cast<int64_t>(kind))
-      .Bind(4, static_cast<int64_t>(j.state)).Bind(5, dataset).Bind(6, params_json)
-      .Bind(7, j.created_ms);
-  if (s.Step() != SQLITE_DONE) {
-    Exec("ROLLBACK;").IgnoreError();
-    return SqlError(db_, "insert job");
+  if (auto* lp = std::get_if<LearnPromptParams>(&params)) {
+    PromptInfo reservation;
+    reservation.name = lp->prompt_name;
+    reservation.dataset = dataset;
+    reservation.created_ms = j.created_ms;
+    if (auto s = ClaimPromptName(db_, reservation, j.id); !s.ok()) return s;
   }
-  if (auto st = Exec("COMMIT;"); !st.ok()) return st;
+  Stmt s(db_, "INSERT INTO jobs(seq, id, kind, state, dataset, params_json, created_ms) VALUES(?,?,?,?,?,?,?);");
+  s.Bind(1, seq).Bind(2, j.id).Bind(3, static_cast<int64_t>(j.kind))
+      .Bind(4, static_cast<int64_t>(j.state)).Bind(5, dataset).Bind(6, j.params_json)
+      .Bind(7, j.created_ms);
+  if (auto st = s.Run("insert job"); !st.ok()) return st;
+  if (auto st = tx.Commit(); !st.ok()) return st;
   return j;
 }
 
-absl::Status Store::UpdateJob(const JobInfo& j) {
-  std::lock_guard<std::mutex> l(mu_);
+absl::Status Store::Transition(const std::string& id, JobState from, JobState to, const JobInfo& j) {
+  if (!IsLegalTransition(from, to)) {
+    return absl::InternalError(absl::StrCat("job_id: '", id, "': illegal transition ",
+                                            JobStateName(from), " -> ", JobStateName(to)));
+  }
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
   Stmt s(db_,
-         "UPDATE jobs SET state=?, stage=?, done=?, total=?, rate=?, message=?, loss=?, "
-         "started_ms=?, finished_ms=?, error=?, result_json=? WHERE id=?;");
-  s.Bind(1, static_cast<int64_t>(j.state)).Bind(2, j.progress.stage).Bind(3, j.progress.done)
+         "UPDATE jobs SET state=?1, stage=?2, done=?3, total=?4, rate=?5, message=?6, loss=?7, "
+         "started_ms=?8, finished_ms=?9, error=?10, result_json=?11 WHERE id=?12 AND state=?13 "
+         "AND (?1 != 1 OR EXISTS (SELECT 1 FROM datasets d WHERE d.name = jobs.dataset AND d.state = 1));");
+  s.Bind(1, static_cast<int64_t>(to)).Bind(2, j.progress.stage).Bind(3, j.progress.done)
       .Bind(4, j.progress.total).Bind(5, j.progress.rate).Bind(6, j.progress.message);
   if (j.progress.loss.has_value()) {
     s.Bind(7, *j.progress.loss);
@@ -448,108 +749,196 @@ absl::Status Store::UpdateJob(const JobInfo& j) {
     s.BindNull(7);
   }
   s.Bind(8, j.started_ms).Bind(9, j.finished_ms).Bind(10, j.error).Bind(11, j.result_json)
-      .Bind(12, j.id);
-  if (s.Step() != SQLITE_DONE) return SqlError(db_, "update job");
-  return absl::OkStatus();
+      .Bind(12, id).Bind(13, static_cast<int64_t>(from));
+  if (auto st = s.Run("transition job"); !st.ok()) return st;
+  if (sqlite3_changes(db_) == 1) return tx.Commit();
+  Stmt q(db_, "SELECT state FROM jobs WHERE id=?;");
+  q.Bind(1, id);
+  const int rc = q.Step();
+  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job_id: ", Quote(id), " not found"));
+  if (rc != SQLITE_ROW) return SqlError(db_, "read job state");
+  const auto now = static_cast<JobState>(q.Int(0));
+  if (now == from) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job_id: '", id, "': its dataset is being deleted"));
+  }
+  return absl::FailedPreconditionError(absl::StrCat("job_id: '", id, "' is ", JobStateName(now),
+                                                    ", not ", JobStateName(from)));
+}
+
+absl::Status Store::UpdateProgress(const JobInfo& j) {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  Stmt s(db_,
+         "UPDATE jobs SET stage=?, done=?, total=?, rate=?, message=?, loss=?, result_json=? "
+         "WHERE id=? AND state=2;");
+  s.Bind(1, j.progress.stage).Bind(2, j.progress.done).Bind(3, j.progress.total)
+      .Bind(4, j.progress.rate).Bind(5, j.progress.message);
+  if (j.progress.loss.has_value()) {
+    s.Bind(6, *j.progress.loss);
+  } else {
+    s.BindNull(6);
+  }
+  s.Bind(7, j.result_json).Bind(8, j.id);
+  if (auto st = s.Run("update progress"); !st.ok()) return st;
+  return tx.Commit();
 }
 
 absl::StatusOr<JobInfo> Store::GetJob(const std::string& id) {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, absl::StrCat("SELECT ", kJobCols, " FROM jobs WHERE id=?;").c_str());
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), absl::StrCat("SELECT ", kJobCols, " FROM jobs WHERE id=?;"));
   s.Bind(1, id);
-  if (s.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat("job_id: '", id, "' not found"));
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job_id: ", Quote(id), " not found"));
+  if (rc != SQLITE_ROW) return SqlError(r.db(), "read job");
   return ReadJob(s);
 }
 
-std::vector<JobInfo> Store::ListJobs(const std::string& dataset, JobState state, int limit) {
-  std::lock_guard<std::mutex> l(mu_);
-  std::string sql = absl::StrCat("SELECT ", kJobCols,
-                                 " FROM jobs WHERE (?1 = '' OR dataset = ?1) AND (?2 = 0 OR state = ?2) "
-                                 "ORDER BY seq DESC LIMIT ?3;");
-  Stmt s(db_, sql.c_str());
+absl::StatusOr<std::vector<JobInfo>> Store::ListJobs(const std::string& dataset, JobState state,
+                                                     int limit) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), absl::StrCat("SELECT ", kJobCols,
+                              " FROM jobs WHERE (?1 = '' OR dataset = ?1) AND (?2 = 0 OR state = ?2) "
+                              "ORDER BY seq DESC LIMIT ?3;"));
   s.Bind(1, dataset).Bind(2, static_cast<int64_t>(state)).Bind(3, static_cast<int64_t>(limit));
   std::vector<JobInfo> out;
-  while (s.Step() == SQLITE_ROW) out.push_back(ReadJob(s));
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    auto j = ReadJob(s);
+    if (!j.ok()) return j.status();
+    out.push_back(std::move(*j));
+  }
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "list jobs");
   return out;
 }
 
-int Store::MarkRunningInterrupted() {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, "UPDATE jobs SET state=?, message='server stopped while the job ran; ResumeJob continues it' WHERE state=?;");
-  s.Bind(1, static_cast<int64_t>(JobState::kInterrupted))
-      .Bind(2, static_cast<int64_t>(JobState::kRunning));
-  s.Step();
-  return sqlite3_changes(db_);
+absl::StatusOr<std::vector<std::tuple<JobKind, JobState, int>>> Store::CountActiveJobs() {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), "SELECT kind, state, COUNT(*) FROM jobs WHERE state IN (1, 2) GROUP BY kind, state;");
+  std::vector<std::tuple<JobKind, JobState, int>> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.emplace_back(static_cast<JobKind>(s.Int(0)), static_cast<JobState>(s.Int(1)),
+                     static_cast<int>(s.Int(2)));
+  }
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "count jobs");
+  return out;
 }
 
+absl::StatusOr<int> Store::MarkRunningInterrupted() {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  // RUNNING -> INTERRUPTED, the legal transition for "the process died under it".
+  Stmt s(db_, "UPDATE jobs SET state=6, message='server stopped while the job ran; ResumeJob "
+              "continues it' WHERE state=2;");
+  if (auto st = s.Run("mark interrupted"); !st.ok()) return st;
+  const int n = sqlite3_changes(db_);
+  if (auto st = tx.Commit(); !st.ok()) return st;
+  return n;
+}
+
+// ---------------------------------------------------------------------------
+// Selections
+
 absl::Status Store::SaveSelection(const std::string& job_id, const std::vector<SelectionRow>& rows) {
-  std::lock_guard<std::mutex> l(mu_);
-  if (auto s = Exec("BEGIN IMMEDIATE;"); !s.ok()) return s;
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
   Stmt del(db_, "DELETE FROM selections WHERE job_id=?;");
   del.Bind(1, job_id);
-  del.Step();
+  if (auto s = del.Run("clear selection"); !s.ok()) return s;
   Stmt ins(db_, "INSERT INTO selections(job_id, rank, item_idx, item_id, path, cluster, score) VALUES(?,?,?,?,?,?,?);");
   for (const auto& r : rows) {
     ins.Bind(1, job_id).Bind(2, r.rank).Bind(3, r.item_idx).Bind(4, r.item_id).Bind(5, r.path)
         .Bind(6, r.cluster).Bind(7, r.score);
-    if (ins.Step() != SQLITE_DONE) {
-      Exec("ROLLBACK;").IgnoreError();
-      return SqlError(db_, "insert selection");
-    }
+    if (auto s = ins.Run("insert selection"); !s.ok()) return s;
     ins.Reset();
   }
-  return Exec("COMMIT;");
+  return tx.Commit();
 }
 
-std::vector<SelectionRow> Store::GetSelection(const std::string& job_id, int64_t offset,
-                                              int64_t limit) {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, "SELECT rank, item_idx, item_id, path, cluster, score FROM selections WHERE job_id=? "
-              "ORDER BY rank LIMIT ? OFFSET ?;");
+absl::StatusOr<std::vector<SelectionRow>> Store::GetSelection(const std::string& job_id,
+                                                              int64_t offset, int64_t limit) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), "SELECT rank, item_idx, item_id, path, cluster, score FROM selections WHERE job_id=? "
+                 "ORDER BY rank LIMIT ? OFFSET ?;");
   s.Bind(1, job_id).Bind(2, limit).Bind(3, offset);
   std::vector<SelectionRow> out;
-  while (s.Step() == SQLITE_ROW) {
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) {
     out.push_back({s.Int(0), s.Int(1), s.Text(2), s.Text(3), s.Int(4), s.Real(5)});
   }
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "read selection");
   return out;
 }
 
-int64_t Store::CountSelection(const std::string& job_id) {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, "SELECT COUNT(*) FROM selections WHERE job_id=?;");
+absl::StatusOr<int64_t> Store::CountSelection(const std::string& job_id) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), "SELECT COUNT(*) FROM selections WHERE job_id=?;");
   s.Bind(1, job_id);
-  return s.Step() == SQLITE_ROW ? s.Int(0) : 0;
+  if (s.Step() != SQLITE_ROW) return SqlError(r.db(), "count selection");
+  return s.Int(0);
 }
 
+// ---------------------------------------------------------------------------
+// Prompts
+
 absl::Status Store::CreatePrompt(const PromptInfo& p) {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt q(db_, "SELECT 1 FROM prompts WHERE name=?;");
-  q.Bind(1, p.name);
-  if (q.Step() == SQLITE_ROW) {
-    return absl::AlreadyExistsError(absl::StrCat("prompt_name: prompt '", p.name, "' already exists"));
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  if (auto s = ClaimPromptName(db_, p, ""); !s.ok()) return s;
+  return tx.Commit();
+}
+
+absl::Status Store::CommitLearnedPrompt(const PromptInfo& p, const std::string& job_id) {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  Stmt s(db_, "UPDATE prompts SET state=1, dataset=?, model_identity=?, num_context=?, "
+              "num_clusters=?, config_json=?, path=?, created_ms=?, job_id='' "
+              "WHERE name=? AND state=0 AND job_id=?;");
+  s.Bind(1, p.dataset).Bind(2, p.model_identity).Bind(3, p.num_context).Bind(4, p.num_clusters)
+      .Bind(5, p.config_json).Bind(6, p.path).Bind(7, p.created_ms).Bind(8, p.name).Bind(9, job_id);
+  if (auto st = s.Run("commit prompt"); !st.ok()) return st;
+  if (sqlite3_changes(db_) != 1) {
+    return absl::AlreadyExistsError(absl::StrCat("prompt_name: ", Quote(p.name),
+                                                 " was taken by an import or another job while ",
+                                                 job_id, " was not running"));
   }
-  Stmt s(db_, "INSERT INTO prompts(name, dataset, model_identity, num_context, num_clusters, config_json, path, created_ms) VALUES(?,?,?,?,?,?,?,?);");
-  s.Bind(1, p.name).Bind(2, p.dataset).Bind(3, p.model_identity)
-      .Bind(4, static_cast<int64_t>(p.num_context)).Bind(5, static_cast<int64_t>(p.num_clusters))
-      .Bind(6, p.config_json).Bind(7, p.path).Bind(8, p.created_ms);
-  if (s.Step() != SQLITE_DONE) return SqlError(db_, "insert prompt");
-  return absl::OkStatus();
+  return tx.Commit();
 }
 
 absl::StatusOr<PromptInfo> Store::GetPrompt(const std::string& name) {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, absl::StrCat("SELECT ", kPromptCols, " FROM prompts WHERE name=?;").c_str());
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), absl::StrCat("SELECT ", kPromptCols, " FROM prompts WHERE name=? AND state=1;"));
   s.Bind(1, name);
-  if (s.Step() != SQLITE_ROW) return absl::NotFoundError(absl::StrCat("prompt: '", name, "' not found"));
+  const int rc = s.Step();
+  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("prompt: ", Quote(name), " not found"));
+  if (rc != SQLITE_ROW) return SqlError(r.db(), "read prompt");
   return ReadPrompt(s);
 }
 
-std::vector<PromptInfo> Store::ListPrompts() {
-  std::lock_guard<std::mutex> l(mu_);
-  Stmt s(db_, absl::StrCat("SELECT ", kPromptCols, " FROM prompts ORDER BY name;").c_str());
+absl::StatusOr<std::vector<PromptInfo>> Store::ListPrompts() {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), absl::StrCat("SELECT ", kPromptCols, " FROM prompts WHERE state=1 ORDER BY name;"));
   std::vector<PromptInfo> out;
-  while (s.Step() == SQLITE_ROW) out.push_back(ReadPrompt(s));
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadPrompt(s));
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "list prompts");
   return out;
+}
+
+absl::StatusOr<std::string> Store::IntegrityCheck() {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), "PRAGMA integrity_check;");
+  if (s.Step() != SQLITE_ROW) return SqlError(r.db(), "integrity_check");
+  return s.Text(0);
 }
 
 }  // namespace updp::core

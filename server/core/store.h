@@ -1,12 +1,22 @@
 // Metadata store: one SQLite database (WAL mode) under --data_dir holding datasets,
 // items, failed items, feature chunks, jobs, selections and prompts. Versioned
-// schema with forward migrations. Thread-safe (one connection behind a mutex).
+// schema with forward migrations.
+//
+// Concurrency: one writer connection behind a mutex and a small pool of reader
+// connections. In WAL mode readers never wait for the writer, so a long write (a
+// million-row registration) does not stall GetJob/ListDatasets; large inserts are
+// split into short transactions so that other writers wait at most one batch.
+// Every reader returns StatusOr: an SQLite error is INTERNAL with its message, never
+// "no rows".
 #ifndef UPDP_SERVER_CORE_STORE_H_
 #define UPDP_SERVER_CORE_STORE_H_
 
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -19,56 +29,103 @@ namespace updp::core {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens (creating and migrating) data_dir/updp.db.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& data_dir);
   ~Store();
 
-  int schema_version();
+  absl::StatusOr<int> schema_version();
   const std::string& data_dir() const { return data_dir_; }
 
-  // Datasets. CreateDataset is one transaction; ALREADY_EXISTS on a taken name.
-  absl::Status CreateDataset(const DatasetInfo& d, const std::vector<ItemRow>& items,
-                             const std::vector<FailedItemRow>& failed);
+  // --- Datasets: reserve the name, add items (batched), then commit or abort.
+  // ALREADY_EXISTS when the name is taken (also while another registration or a
+  // deletion of that name is under way).
+  absl::Status ReserveDataset(const DatasetInfo& d);
+  absl::Status AddItems(const std::string& dataset, const std::vector<ItemRow>& items);
+  // One transaction: failed items, the optional feature chunk, state READY.
+  absl::Status CommitDataset(const std::string& dataset, const std::string& source_path,
+                             int64_t num_items,
+                             const std::vector<FailedItemRow>& failed,
+                             const std::string& chunk_source, const FeatureChunk* chunk);
+  // Marks a READY dataset DELETING, atomically with checking that none of its jobs is
+  // queued or running (FAILED_PRECONDITION otherwise). Returns its job ids (their
+  // directories are removed before FinishDeleteDataset).
+  absl::StatusOr<std::vector<std::string>> BeginDeleteDataset(const std::string& name);
+  // Removes every row of a dataset (items, chunks, jobs, selections, prompt
+  // reservations of its jobs) in one transaction: the end of a deletion, or the
+  // roll-back of a registration.
+  absl::Status RemoveDataset(const std::string& name);
+  // Datasets left REGISTERING or DELETING by a stopped process, with their job ids.
+  absl::StatusOr<std::vector<std::pair<std::string, DatasetState>>> UnfinishedDatasets();
+  absl::StatusOr<std::vector<std::string>> JobIdsOf(const std::string& dataset);
+
+  // READY datasets only.
   absl::StatusOr<DatasetInfo> GetDataset(const std::string& name);
-  std::vector<DatasetInfo> ListDatasets();
-  absl::Status DeleteDataset(const std::string& name);
-  std::vector<ItemRow> Items(const std::string& dataset);
+  absl::StatusOr<std::vector<DatasetInfo>> ListDatasets();
+  absl::StatusOr<std::vector<ItemRow>> Items(const std::string& dataset);
+  // The ids of `ids` that are not items of `dataset` (at most `max` of them).
+  absl::StatusOr<std::vector<std::string>> UnknownItemIds(const std::string& dataset,
+                                                          const std::vector<std::string>& ids,
+                                                          size_t max);
   absl::Status AddFailedItems(const std::string& dataset, const std::vector<FailedItemRow>& rows);
 
   // Features: chunks of a (dataset, source) written by jobs.
   absl::Status AddFeatureChunk(const std::string& dataset, const std::string& source,
                                const FeatureChunk& chunk);
-  std::vector<FeatureChunk> FeatureChunks(const std::string& dataset, const std::string& source);
-  absl::Status DeleteFeatures(const std::string& dataset, const std::string& source);
+  absl::StatusOr<std::vector<FeatureChunk>> FeatureChunks(const std::string& dataset,
+                                                          const std::string& source);
 
-  // Jobs.
-  absl::StatusOr<JobInfo> CreateJob(JobKind kind, const std::string& dataset,
-                                    const std::string& params_json);
-  absl::Status UpdateJob(const JobInfo& job);
+  // --- Jobs. CreateJob checks in its transaction that the dataset is READY and, for
+  // LEARN_PROMPT, reserves the prompt name (ALREADY_EXISTS when it is taken).
+  absl::StatusOr<JobInfo> CreateJob(const std::string& dataset, const JobParams& params);
+  // The one way a job's state changes: a compare-and-set `UPDATE ... WHERE state =
+  // from`, also writing j's progress, times, error and result. An illegal transition
+  // is INTERNAL (nothing written); a job no longer in `from` is FAILED_PRECONDITION
+  // naming its state. A transition to QUEUED also requires the dataset to be READY.
+  absl::Status Transition(const std::string& id, JobState from, JobState to, const JobInfo& j);
+  // Progress and result of a RUNNING job (no state change; ignored otherwise).
+  absl::Status UpdateProgress(const JobInfo& j);
   absl::StatusOr<JobInfo> GetJob(const std::string& id);
-  std::vector<JobInfo> ListJobs(const std::string& dataset, JobState state, int limit);
+  // Newest first; state kUnspecified = any.
+  absl::StatusOr<std::vector<JobInfo>> ListJobs(const std::string& dataset, JobState state,
+                                                int limit);
+  // Count of queued and running jobs per (kind, state).
+  absl::StatusOr<std::vector<std::tuple<JobKind, JobState, int>>> CountActiveJobs();
   // At start-up: RUNNING jobs (the process died under them) become INTERRUPTED.
-  int MarkRunningInterrupted();
+  absl::StatusOr<int> MarkRunningInterrupted();
 
-  // Selections.
+  // --- Selections.
   absl::Status SaveSelection(const std::string& job_id, const std::vector<SelectionRow>& rows);
-  std::vector<SelectionRow> GetSelection(const std::string& job_id, int64_t offset, int64_t limit);
-  int64_t CountSelection(const std::string& job_id);
+  absl::StatusOr<std::vector<SelectionRow>> GetSelection(const std::string& job_id, int64_t offset,
+                                                         int64_t limit);
+  absl::StatusOr<int64_t> CountSelection(const std::string& job_id);
 
-  // Prompts.
+  // --- Prompts. A name is either READY (a stored artifact) or reserved by the
+  // LEARN_PROMPT job learning it. A reservation whose job FAILED or was CANCELLED may
+  // be taken over (by an import or a new job); that job's commit then fails.
   absl::Status CreatePrompt(const PromptInfo& p);
+  absl::Status CommitLearnedPrompt(const PromptInfo& p, const std::string& job_id);
   absl::StatusOr<PromptInfo> GetPrompt(const std::string& name);
-  std::vector<PromptInfo> ListPrompts();
+  absl::StatusOr<std::vector<PromptInfo>> ListPrompts();
+
+  // Runs `PRAGMA integrity_check` (for tests and the operator).
+  absl::StatusOr<std::string> IntegrityCheck();
 
  private:
+  class ReadLease;
+  class Tx;
   Store() = default;
-  absl::Status Exec(const std::string& sql);
   absl::Status Migrate();
+  absl::StatusOr<sqlite3*> AcquireReader();
+  void ReleaseReader(sqlite3* db);
 
-  std::mutex mu_;
+  std::mutex write_mu_;  // the writer connection
   sqlite3* db_ = nullptr;
+  std::mutex pool_mu_;
+  std::condition_variable pool_cv_;
+  std::vector<sqlite3*> free_readers_;
+  std::vector<sqlite3*> all_readers_;
   std::string data_dir_;
 };
 

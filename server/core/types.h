@@ -7,11 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "server/core/job_params.h"
+
 namespace updp::core {
 
 enum class SourceKind { kUnspecified = 0, kImages = 1, kManifest = 2, kEmbeddings = 3 };
 
-// Explicit job states (cf. TF Serving's LoaderHarness). Allowed transitions:
+// Explicit job states (cf. TF Serving's LoaderHarness). The only allowed transitions
+// (IsLegalTransition; the store applies each as a compare-and-set):
 // QUEUED -> RUNNING | CANCELLED; RUNNING -> SUCCEEDED | FAILED | CANCELLED | INTERRUPTED;
 // INTERRUPTED | CANCELLED | FAILED -> QUEUED (ResumeJob).
 enum class JobState {
@@ -23,14 +26,13 @@ enum class JobState {
   kCancelled = 5,
   kInterrupted = 6
 };
-enum class JobKind { kUnspecified = 0, kEmbed = 1, kLearnPrompt = 2, kSelect = 3 };
 
 inline bool IsTerminal(JobState s) {
   return s == JobState::kSucceeded || s == JobState::kFailed || s == JobState::kCancelled ||
          s == JobState::kInterrupted;
 }
+bool IsLegalTransition(JobState from, JobState to);
 const char* JobStateName(JobState s);
-const char* JobKindName(JobKind k);
 
 struct ItemRow {
   int64_t idx = 0;
@@ -44,8 +46,14 @@ struct FailedItemRow {
   std::string error;
 };
 
+// A dataset row is reserved (kRegistering) before its items are written and
+// becomes visible when registration commits (kReady); kDeleting keeps the name taken
+// while its files are removed. Start-up finishes what a crash left in between.
+enum class DatasetState { kRegistering = 0, kReady = 1, kDeleting = 2 };
+
 struct DatasetInfo {
   std::string name;
+  DatasetState state = DatasetState::kReady;
   SourceKind source_kind = SourceKind::kUnspecified;
   std::string source_path;
   int64_t num_items = 0;
@@ -69,7 +77,8 @@ struct JobInfo {
   JobKind kind = JobKind::kUnspecified;
   JobState state = JobState::kUnspecified;
   std::string dataset;
-  std::string params_json;
+  JobParams params;         // typed, what the job body reads
+  std::string params_json;  // the same, as stored and shown
   Progress progress;
   int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
   std::string error;

@@ -1,5 +1,7 @@
 #include "server/rpc/convert.h"
 
+#include "server/util/error_text.h"
+
 namespace updp::rpc {
 namespace {
 
@@ -12,9 +14,10 @@ void SetTime(int64_t ms, google::protobuf::Timestamp* t) {
 
 grpc::Status ToGrpc(const absl::Status& s) {
   if (s.ok()) return grpc::Status::OK;
-  // absl and gRPC share the canonical code numbering.
+  // absl and gRPC share the canonical code numbering. The message is bounded and
+  // never carries a backtrace (gRPC sends it as metadata).
   return grpc::Status(static_cast<grpc::StatusCode>(static_cast<int>(s.code())),
-                      std::string(s.message()));
+                      CleanErrorText(s.message()));
 }
 
 const char* GrpcCodeName(grpc::StatusCode c) {

@@ -1,5 +1,6 @@
 // The gRPC server around a ServerCore: updp.v1.Updp, grpc.health.v1 (NOT_SERVING
-// until the model is loaded and while draining) and server reflection.
+// until SetServing(true): the model is loaded; and again while draining) and server
+// reflection. It owns the request WorkPool the service offloads slow calls to.
 #ifndef UPDP_SERVER_RPC_SERVER_H_
 #define UPDP_SERVER_RPC_SERVER_H_
 
@@ -9,37 +10,42 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "server/core/metrics.h"
 #include "server/core/server_core.h"
+#include "server/core/work_pool.h"
 
 namespace updp::rpc {
 
 class UpdpServiceImpl;
 
+struct RpcOptions {
+  int pool_threads = 8;         // request work (registrations, imports, submits)
+  int pool_queue = 256;         // queued request work beyond which RESOURCE_EXHAUSTED
+  int max_message_bytes = 256 << 20;  // prompt artifacts
+};
+
 class UpdpServer {
  public:
-  // Opens the store, starts listening on `address` ("0.0.0.0:50051"; port 0 picks a
-  // free one) with health NOT_SERVING, loads the model, starts the job executors and
-  // turns health SERVING. Fails (and stops) when the checkpoint does not load.
-  static absl::StatusOr<std::unique_ptr<UpdpServer>> Start(const core::ServerOptions& options,
+  // Starts listening on `address` ("0.0.0.0:50051"; port 0 picks a free one) with
+  // health NOT_SERVING. The port is not shared (no SO_REUSEPORT): a second server on
+  // it fails to start.
+  static absl::StatusOr<std::unique_ptr<UpdpServer>> Start(core::ServerCore* core,
                                                            const std::string& address,
-                                                           core::Metrics* metrics);
+                                                           const RpcOptions& options);
   ~UpdpServer();
 
   int port() const { return port_; }
-  core::ServerCore& core() { return *core_; }
-  // Graceful: health NOT_SERVING, refuse new jobs, let running jobs reach a
-  // checkpoint (up to grace_ms), then stop the gRPC server (in-flight RPCs get
-  // another grace_ms before being cancelled).
-  void Shutdown(int64_t grace_ms);
+  void SetServing(bool serving);
+  // Stops the gRPC server (in-flight RPCs get grace_ms before being cancelled), then
+  // the request pool. Idempotent.
+  void Stop(int64_t grace_ms);
 
  private:
   UpdpServer() = default;
-  std::unique_ptr<core::ServerCore> core_;
+  std::unique_ptr<core::WorkPool> pool_;
   std::unique_ptr<UpdpServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
-  bool shut_down_ = false;
+  bool stopped_ = false;
 };
 
 }  // namespace updp::rpc

@@ -134,27 +134,51 @@ core::SourceKind KindOf(const v1::RegisterDatasetRequest& r, std::string* path, 
 }  // namespace
 
 template <typename Fn>
-grpc::ServerUnaryReactor* UpdpServiceImpl::Unary(grpc::CallbackServerContext* ctx,
-                                                 const char* method, Fn fn) {
-  const auto start = std::chrono::steady_clock::now();
-  grpc::Status s;
+grpc::Status RunGuarded(Fn& fn) {
   try {
-    s = ToGrpc(fn());
+    return ToGrpc(fn());
   } catch (const std::exception& e) {
-    s = grpc::Status(grpc::INTERNAL, e.what());
+    return ToGrpc(absl::InternalError(e.what()));
   }
+}
+
+void UpdpServiceImpl::Finish(grpc::ServerUnaryReactor* r, const char* method,
+                             std::chrono::steady_clock::time_point start, const grpc::Status& s) {
   if (core_->metrics()) {
     core_->metrics()->RpcFinished(method, GrpcCodeName(s.error_code()), Since(start));
   }
-  auto* r = ctx->DefaultReactor();
   r->Finish(s);
+}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* UpdpServiceImpl::Inline(grpc::CallbackServerContext* ctx,
+                                                  const char* method, Fn fn) {
+  const auto start = std::chrono::steady_clock::now();
+  auto* r = ctx->DefaultReactor();
+  Finish(r, method, start, RunGuarded(fn));
+  return r;
+}
+
+template <typename Fn>
+grpc::ServerUnaryReactor* UpdpServiceImpl::Offload(grpc::CallbackServerContext* ctx,
+                                                   const char* method, Fn fn) {
+  const auto start = std::chrono::steady_clock::now();
+  auto* r = ctx->DefaultReactor();
+  // The request and response stay valid until Finish: gRPC owns them until then.
+  const bool queued = pool_->TrySchedule(
+      [this, r, method, start, fn = std::move(fn)]() mutable { Finish(r, method, start, RunGuarded(fn)); });
+  if (!queued) {
+    Finish(r, method, start,
+           grpc::Status(grpc::RESOURCE_EXHAUSTED,
+                        "server busy: too many requests in progress (--rpc_queue); retry later"));
+  }
   return r;
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::RegisterDataset(grpc::CallbackServerContext* ctx,
                                                            const v1::RegisterDatasetRequest* req,
                                                            v1::Dataset* resp) {
-  return Unary(ctx, "RegisterDataset", [&]() -> absl::Status {
+  return Offload(ctx, "RegisterDataset", [this, req, resp]() -> absl::Status {
     std::string path, ids;
     core::SourceKind kind = KindOf(*req, &path, &ids);
     auto d = core_->RegisterDataset(req->name(), kind, path, ids);
@@ -167,7 +191,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::RegisterDataset(grpc::CallbackServerC
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,
                                                       const v1::GetDatasetRequest* req,
                                                       v1::Dataset* resp) {
-  return Unary(ctx, "GetDataset", [&]() -> absl::Status {
+  return Inline(ctx, "GetDataset", [&]() -> absl::Status {
     auto d = core_->GetDataset(req->name());
     if (!d.ok()) return d.status();
     ToProto(*d, resp);
@@ -178,8 +202,10 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetDataset(grpc::CallbackServerContex
 grpc::ServerUnaryReactor* UpdpServiceImpl::ListDatasets(grpc::CallbackServerContext* ctx,
                                                         const v1::ListDatasetsRequest*,
                                                         v1::ListDatasetsResponse* resp) {
-  return Unary(ctx, "ListDatasets", [&]() -> absl::Status {
-    for (const auto& d : core_->ListDatasets()) ToProto(d, resp->add_datasets());
+  return Inline(ctx, "ListDatasets", [&]() -> absl::Status {
+    auto list = core_->ListDatasets();
+    if (!list.ok()) return list.status();
+    for (const auto& d : *list) ToProto(d, resp->add_datasets());
     return absl::OkStatus();
   });
 }
@@ -187,13 +213,13 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ListDatasets(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* UpdpServiceImpl::DeleteDataset(grpc::CallbackServerContext* ctx,
                                                          const v1::DeleteDatasetRequest* req,
                                                          v1::DeleteDatasetResponse*) {
-  return Unary(ctx, "DeleteDataset", [&] { return core_->DeleteDataset(req->name()); });
+  return Offload(ctx, "DeleteDataset", [this, req] { return core_->DeleteDataset(req->name()); });
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::StartEmbedding(grpc::CallbackServerContext* ctx,
                                                           const v1::StartEmbeddingRequest* req,
                                                           v1::Job* resp) {
-  return Unary(ctx, "StartEmbedding", [&]() -> absl::Status {
+  return Offload(ctx, "StartEmbedding", [this, req, resp]() -> absl::Status {
     auto j = core_->StartEmbedding(req->dataset(), req->batch_size());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -204,9 +230,8 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::StartEmbedding(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* UpdpServiceImpl::LearnPrompt(grpc::CallbackServerContext* ctx,
                                                        const v1::LearnPromptRequest* req,
                                                        v1::Job* resp) {
-  return Unary(ctx, "LearnPrompt", [&]() -> absl::Status {
+  return Offload(ctx, "LearnPrompt", [this, req, resp]() -> absl::Status {
     core::LearnPromptParams p;
-    p.dataset = req->dataset();
     p.prompt_name = req->prompt_name();
     if (req->num_context()) p.num_context = req->num_context();
     p.num_clusters = req->num_clusters();
@@ -218,7 +243,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::LearnPrompt(grpc::CallbackServerConte
     p.seed = req->seed();
     if (!req->init_phrase().empty()) p.init_phrase = req->init_phrase();
     p.max_train_items = req->max_train_items();
-    auto j = core_->LearnPrompt(p);
+    auto j = core_->LearnPrompt(req->dataset(), std::move(p));
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
     return absl::OkStatus();
@@ -227,9 +252,8 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::LearnPrompt(grpc::CallbackServerConte
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::Select(grpc::CallbackServerContext* ctx,
                                                   const v1::SelectRequest* req, v1::Job* resp) {
-  return Unary(ctx, "Select", [&]() -> absl::Status {
+  return Offload(ctx, "Select", [this, req, resp]() -> absl::Status {
     core::SelectParams p;
-    p.dataset = req->dataset();
     p.strategy = req->strategy();
     p.budget = req->budget();
     p.seed = req->seed();
@@ -237,7 +261,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::Select(grpc::CallbackServerContext* c
     p.prompt = req->prompt();
     p.labeled_ids.assign(req->labeled_ids().begin(), req->labeled_ids().end());
     p.rule = req->rule();
-    auto j = core_->Select(p);
+    auto j = core_->Select(req->dataset(), std::move(p));
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
     return absl::OkStatus();
@@ -246,7 +270,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::Select(grpc::CallbackServerContext* c
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                   const v1::GetJobRequest* req, v1::Job* resp) {
-  return Unary(ctx, "GetJob", [&]() -> absl::Status {
+  return Inline(ctx, "GetJob", [&]() -> absl::Status {
     auto j = core_->jobs().Get(req->job_id());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -257,8 +281,10 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetJob(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* UpdpServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                     const v1::ListJobsRequest* req,
                                                     v1::ListJobsResponse* resp) {
-  return Unary(ctx, "ListJobs", [&]() -> absl::Status {
-    for (const auto& j : core_->ListJobs(req->dataset(), FromProto(req->state()), req->limit())) {
+  return Inline(ctx, "ListJobs", [&]() -> absl::Status {
+    auto list = core_->ListJobs(req->dataset(), FromProto(req->state()), req->limit());
+    if (!list.ok()) return list.status();
+    for (const auto& j : *list) {
       // Running jobs: the live progress, not the last persisted one.
       auto live = core_->jobs().Get(j.id);
       ToProto(live.ok() ? *live : j, resp->add_jobs());
@@ -270,7 +296,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ListJobs(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* UpdpServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                      const v1::CancelJobRequest* req,
                                                      v1::Job* resp) {
-  return Unary(ctx, "CancelJob", [&]() -> absl::Status {
+  return Offload(ctx, "CancelJob", [this, req, resp]() -> absl::Status {
     auto j = core_->jobs().Cancel(req->job_id());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -281,7 +307,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::CancelJob(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* UpdpServiceImpl::ResumeJob(grpc::CallbackServerContext* ctx,
                                                      const v1::ResumeJobRequest* req,
                                                      v1::Job* resp) {
-  return Unary(ctx, "ResumeJob", [&]() -> absl::Status {
+  return Offload(ctx, "ResumeJob", [this, req, resp]() -> absl::Status {
     auto j = core_->jobs().Resume(req->job_id());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -297,7 +323,7 @@ grpc::ServerWriteReactor<v1::JobEvent>* UpdpServiceImpl::WatchJob(grpc::Callback
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelection(grpc::CallbackServerContext* ctx,
                                                         const v1::GetSelectionRequest* req,
                                                         v1::GetSelectionResponse* resp) {
-  return Unary(ctx, "GetSelection", [&]() -> absl::Status {
+  return Inline(ctx, "GetSelection", [&]() -> absl::Status {
     auto page = core_->GetSelection(req->job_id(), req->page_size(), req->page_token());
     if (!page.ok()) return page.status();
     for (const auto& r : page->items) {
@@ -319,8 +345,10 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelection(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* UpdpServiceImpl::ListPrompts(grpc::CallbackServerContext* ctx,
                                                        const v1::ListPromptsRequest*,
                                                        v1::ListPromptsResponse* resp) {
-  return Unary(ctx, "ListPrompts", [&]() -> absl::Status {
-    for (const auto& p : core_->ListPrompts()) ToProto(p, resp->add_prompts());
+  return Inline(ctx, "ListPrompts", [&]() -> absl::Status {
+    auto list = core_->ListPrompts();
+    if (!list.ok()) return list.status();
+    for (const auto& p : *list) ToProto(p, resp->add_prompts());
     return absl::OkStatus();
   });
 }
@@ -328,7 +356,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ListPrompts(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* UpdpServiceImpl::ExportPrompt(grpc::CallbackServerContext* ctx,
                                                         const v1::ExportPromptRequest* req,
                                                         v1::ExportPromptResponse* resp) {
-  return Unary(ctx, "ExportPrompt", [&]() -> absl::Status {
+  return Offload(ctx, "ExportPrompt", [this, req, resp]() -> absl::Status {
     auto p = core_->ExportPrompt(req->name());
     if (!p.ok()) return p.status();
     ToProto(p->first, resp->mutable_prompt());
@@ -340,7 +368,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ExportPrompt(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* UpdpServiceImpl::ImportPrompt(grpc::CallbackServerContext* ctx,
                                                         const v1::ImportPromptRequest* req,
                                                         v1::Prompt* resp) {
-  return Unary(ctx, "ImportPrompt", [&]() -> absl::Status {
+  return Offload(ctx, "ImportPrompt", [this, req, resp]() -> absl::Status {
     auto p = core_->ImportPrompt(req->name(), req->artifact());
     if (!p.ok()) return p.status();
     ToProto(*p, resp);

@@ -1,19 +1,24 @@
 // The updp.v1.Updp service on the gRPC callback API: thin handlers that convert
 // protos to core calls and absl::Status to grpc::Status (cf. TF Serving's
-// prediction_service_impl.cc over ServerCore).
+// prediction_service_impl.cc over ServerCore). Reads answer inline; anything that
+// writes, scans or imports runs on the server-owned WorkPool and finishes its reactor
+// from there, so no handler blocks a gRPC thread.
 #ifndef UPDP_SERVER_RPC_SERVICE_IMPL_H_
 #define UPDP_SERVER_RPC_SERVICE_IMPL_H_
 
 #include <grpcpp/grpcpp.h>
 
+#include <chrono>
+
 #include "proto/updp/v1/updp.grpc.pb.h"
 #include "server/core/server_core.h"
+#include "server/core/work_pool.h"
 
 namespace updp::rpc {
 
 class UpdpServiceImpl final : public v1::Updp::CallbackService {
  public:
-  explicit UpdpServiceImpl(core::ServerCore* core) : core_(core) {}
+  UpdpServiceImpl(core::ServerCore* core, core::WorkPool* pool) : core_(core), pool_(pool) {}
 
   grpc::ServerUnaryReactor* RegisterDataset(grpc::CallbackServerContext* ctx,
                                             const v1::RegisterDatasetRequest* req,
@@ -59,10 +64,17 @@ class UpdpServiceImpl final : public v1::Updp::CallbackService {
                                          v1::Prompt* resp) override;
 
  private:
+  // Runs `fn` now (fast reads).
   template <typename Fn>
-  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* ctx, const char* method, Fn fn);
+  grpc::ServerUnaryReactor* Inline(grpc::CallbackServerContext* ctx, const char* method, Fn fn);
+  // Runs `fn` on the pool; RESOURCE_EXHAUSTED when the pool's queue is full.
+  template <typename Fn>
+  grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, const char* method, Fn fn);
+  void Finish(grpc::ServerUnaryReactor* r, const char* method,
+              std::chrono::steady_clock::time_point start, const grpc::Status& s);
 
   core::ServerCore* core_;
+  core::WorkPool* pool_;
 };
 
 }  // namespace updp::rpc

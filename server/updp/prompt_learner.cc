@@ -168,6 +168,9 @@ absl::StatusOr<std::pair<PromptModule, PromptConfig>> PromptModule::Load(
   p.feature_ = cfg.feature;
   auto ids = (*f)->Get("special_ids");
   if (!ids.ok()) return ids.status();
+  if (ids->dim() != 1 || ids->numel() != 2) {
+    return absl::InvalidArgumentError("artifact: special_ids must hold 2 token ids");
+  }
   p.cls_id_ = (*ids)[0].item<int64_t>();
   p.sep_id_ = (*ids)[1].item<int64_t>();
   const int64_t d = m.word_embeddings().size(1);
@@ -358,17 +361,22 @@ absl::Status PromptTrainer::LoadCheckpoint(const std::string& dir) {
   }
   module_.CopyFrom(t);
   const auto& md = (*f)->metadata();
-  epochs_done_ = std::stoi(md.at("epochs_done"));
-  history_.clear();
-  for (const auto& h : json::parse(md.at("history"))) {
-    EpochStats s;
-    s.epoch = h["epoch"];
-    s.loss = h["loss"];
-    s.instance_loss = h["instance"];
-    s.cluster_loss = h["cluster"];
-    s.entropy_term = h["entropy"];
-    s.usage_entropy = h["usage_entropy"];
-    history_.push_back(s);
+  // The checkpoint is this job's own file; a damaged one is an error, not a crash.
+  try {
+    epochs_done_ = std::stoi(md.at("epochs_done"));
+    history_.clear();
+    for (const auto& h : json::parse(md.at("history"))) {
+      EpochStats s;
+      s.epoch = h.at("epoch");
+      s.loss = h.at("loss");
+      s.instance_loss = h.at("instance");
+      s.cluster_loss = h.at("cluster");
+      s.entropy_term = h.at("entropy");
+      s.usage_entropy = h.at("usage_entropy");
+      history_.push_back(s);
+    }
+  } catch (const std::exception& e) {
+    return absl::DataLossError(absl::StrCat(dir, "/checkpoint.safetensors: bad metadata: ", e.what()));
   }
   adam_ = std::make_unique<torch::optim::Adam>(module_.parameters(),
                                                torch::optim::AdamOptions(cfg_.learning_rate));

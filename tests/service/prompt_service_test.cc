@@ -1,6 +1,8 @@
 // LEARN_PROMPT jobs, prompt transfer between datasets and servers, and the updp strategy.
 #include <nlohmann/json.hpp>
 
+#include <set>
+
 #include "server/model/safetensors.h"
 #include "tests/service/test_env.h"
 
@@ -107,6 +109,18 @@ TEST_F(PromptServiceTest, LearnExportImportAndSelectOnAnotherDataset) {
     v1::GetSelectionResponse resp;
     ASSERT_TRUE(server_->stub()->GetSelection(&gc, gr, &resp).ok());
     EXPECT_EQ(resp.total(), 8) << rule;
+    std::set<std::string> ids;
+    std::set<int64_t> heads;
+    for (const auto& it : resp.items()) {
+      EXPECT_TRUE(ids.insert(it.item_id()).second) << rule << ": " << it.item_id() << " picked twice";
+      if (std::string(rule) == "cluster-head" && it.cluster() >= 0) {
+        // One pick per cluster head, scored by its cluster probability.
+        EXPECT_TRUE(heads.insert(it.cluster()).second) << "cluster " << it.cluster() << " twice";
+        EXPECT_GT(it.score(), 0.0);
+        EXPECT_LE(it.score(), 1.0);
+      }
+    }
+    if (std::string(rule) == "cluster-head") EXPECT_GE(heads.size(), 1u);
   }
   grpc::ClientContext dc;
   v1::GetDatasetRequest dr;
@@ -133,30 +147,45 @@ TEST_F(PromptServiceTest, CancelledAndResumedJobEqualsUninterrupted) {
   v1::Job ref = Learn("ref", 6);
   ASSERT_EQ(server_->WaitJob(ref.job_id()).state(), v1::SUCCEEDED);
 
+  // Held deterministically after epoch 2's checkpoint; cancelled there.
+  server_->gate().Arm([](const core::JobInfo& j) {
+    return j.progress.stage == "train" && j.progress.done >= 2;
+  });
   v1::Job job = Learn("cut", 6);
-  for (int i = 0; i < 20000; ++i) {
-    v1::Job j = server_->GetJob(job.job_id());
-    if (j.progress().stage() == "train" && j.progress().done() >= 2) break;
-    ASSERT_FALSE(j.state() == v1::SUCCEEDED || j.state() == v1::FAILED);
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_TRUE(server_->gate().WaitHeld());
+  {
+    // The name is the running job's: an import of it is refused (it used to be
+    // accepted and then overwritten by the job).
+    grpc::ClientContext ic;
+    v1::ImportPromptRequest ir;
+    ir.set_name("cut");
+    ir.set_artifact(Export("ref"));
+    v1::Prompt p;
+    grpc::Status st = server_->stub()->ImportPrompt(&ic, ir, &p);
+    EXPECT_EQ(st.error_code(), grpc::ALREADY_EXISTS) << st.error_message();
+    EXPECT_NE(st.error_message().find("being learned by " + job.job_id()), std::string::npos)
+        << st.error_message();
   }
   grpc::ClientContext c;
   v1::CancelJobRequest cr;
   cr.set_job_id(job.job_id());
   v1::Job j;
   ASSERT_TRUE(server_->stub()->CancelJob(&c, cr, &j).ok());
+  server_->gate().Release();
   v1::Job cancelled = server_->WaitJob(job.job_id());
-  if (cancelled.state() == v1::CANCELLED) {
-    EXPECT_LT(cancelled.progress().done(), 6);
-    grpc::ClientContext rc;
-    v1::ResumeJobRequest rr;
-    rr.set_job_id(job.job_id());
-    ASSERT_TRUE(server_->stub()->ResumeJob(&rc, rr, &j).ok());
-    ASSERT_EQ(server_->WaitJob(job.job_id()).state(), v1::SUCCEEDED);
-  } else {
-    // The last epoch finished before the cancel arrived; the comparison still holds.
-    ASSERT_EQ(cancelled.state(), v1::SUCCEEDED);
-  }
+  ASSERT_EQ(cancelled.state(), v1::CANCELLED);
+  EXPECT_GE(cancelled.progress().done(), 2);
+  EXPECT_LT(cancelled.progress().done(), 6);
+  // Its working folder (view cache, checkpoint) is kept while it is resumable...
+  const std::string dir = root_ + "/data/jobs/" + job.job_id();
+  EXPECT_TRUE(fs::exists(dir + "/checkpoint.safetensors"));
+  grpc::ClientContext rc;
+  v1::ResumeJobRequest rr;
+  rr.set_job_id(job.job_id());
+  ASSERT_TRUE(server_->stub()->ResumeJob(&rc, rr, &j).ok());
+  ASSERT_EQ(server_->WaitJob(job.job_id()).state(), v1::SUCCEEDED);
+  // ... and removed once the prompt is stored.
+  EXPECT_FALSE(fs::exists(dir));
   EXPECT_TRUE(torch::equal(Context(Export("ref")), Context(Export("cut"))));
 }
 

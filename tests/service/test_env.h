@@ -7,15 +7,18 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include "proto/updp/v1/updp.grpc.pb.h"
 #include "server/core/metrics.h"
 #include "server/model/test_model.h"
-#include "server/rpc/server.h"
+#include "server/app/app.h"
 #include "tools/fmnist_lib.h"
 
 namespace updp::testing {
@@ -46,6 +49,50 @@ inline std::string TinyModel(const std::string& root, uint64_t seed = 3, const c
   return dir;
 }
 
+// Holds a running job at a progress checkpoint, deterministically: the job's worker
+// blocks inside its progress report once `when` holds, until Release(). No sleeps,
+// no "slow enough" models.
+class JobGate {
+ public:
+  void Arm(std::function<bool(const core::JobInfo&)> when) {
+    std::lock_guard<std::mutex> l(mu_);
+    when_ = std::move(when);
+    paused_ = released_ = false;
+  }
+  // The hook for the job manager.
+  void OnProgress(const core::JobInfo& j) {
+    std::unique_lock<std::mutex> l(mu_);
+    if (!when_ || paused_ || !when_(j)) return;
+    paused_ = true;
+    at_ = j;
+    cv_.notify_all();
+    cv_.wait(l, [&] { return released_; });
+    when_ = nullptr;
+  }
+  // Waits until a job is held; false after `timeout_s` (a test failure, not a timing
+  // assumption: the job would have had to pass the checkpoint without matching).
+  bool WaitHeld(double timeout_s = 300) {
+    std::unique_lock<std::mutex> l(mu_);
+    return cv_.wait_for(l, std::chrono::duration<double>(timeout_s), [&] { return paused_; });
+  }
+  core::JobInfo held() {
+    std::lock_guard<std::mutex> l(mu_);
+    return at_;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> l(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::function<bool(const core::JobInfo&)> when_;
+  bool paused_ = false, released_ = false;
+  core::JobInfo at_;
+};
+
 class Server {
  public:
   Server(const std::string& root, const std::string& model_dir, int chunk_size = 64,
@@ -59,7 +106,9 @@ class Server {
     Start();
   }
   void Start() {
-    auto s = rpc::UpdpServer::Start(opts_, "127.0.0.1:0", &metrics_);
+    app::AppOptions ao;
+    ao.progress_hook = [this](const core::JobInfo& j) { gate_.OnProgress(j); };
+    auto s = app::App::Start(opts_, "127.0.0.1:0", &metrics_, ao);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
@@ -69,12 +118,13 @@ class Server {
   void Stop(int64_t grace_ms = 10000) {
     stub_.reset();
     channel_.reset();
-    server_->Shutdown(grace_ms);
+    EXPECT_TRUE(server_->Shutdown(grace_ms));
     server_.reset();
   }
+  JobGate& gate() { return gate_; }
   v1::Updp::Stub* stub() { return stub_.get(); }
   std::shared_ptr<grpc::Channel> channel() { return channel_; }
-  rpc::UpdpServer& server() { return *server_; }
+  app::App& app() { return *server_; }
   core::Metrics& metrics() { return metrics_; }
   core::ServerOptions& options() { return opts_; }
 
@@ -122,7 +172,8 @@ class Server {
  private:
   core::ServerOptions opts_;
   core::Metrics metrics_;
-  std::unique_ptr<rpc::UpdpServer> server_;
+  JobGate gate_;
+  std::unique_ptr<app::App> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::Updp::Stub> stub_;
 };

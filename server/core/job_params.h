@@ -1,0 +1,56 @@
+// Typed parameters of each job kind. Inside the process jobs carry these structs;
+// JSON exists only where they are stored (SQLite) or shown (Job.parameters_json).
+#ifndef UPDP_SERVER_CORE_JOB_PARAMS_H_
+#define UPDP_SERVER_CORE_JOB_PARAMS_H_
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace updp::core {
+
+enum class JobKind { kUnspecified = 0, kEmbed = 1, kLearnPrompt = 2, kSelect = 3 };
+const char* JobKindName(JobKind k);
+
+struct EmbedParams {
+  int batch_size = 32;
+  int64_t chunk_size = 1024;  // items per feature chunk (the unit of resume)
+};
+
+struct LearnPromptParams {
+  std::string prompt_name;
+  int num_context = 16;
+  int num_clusters = 0;  // request: 0 = intended_budget or 100; stored: the resolved K
+  int intended_budget = 0;
+  int epochs = 20;
+  int batch_size = 256;
+  double learning_rate = 3e-4;
+  int views = 2;
+  uint64_t seed = 0;
+  std::string init_phrase = "a photo of a";
+  int64_t max_train_items = 0;
+};
+
+struct SelectParams {
+  std::string strategy;
+  int64_t budget = 0;
+  uint64_t seed = 0;
+  std::string features;  // resolved feature source
+  std::string prompt;
+  std::vector<std::string> labeled_ids;
+  std::string rule = "kmeans";  // updp: kmeans | cluster-head
+};
+
+using JobParams = std::variant<std::monostate, EmbedParams, LearnPromptParams, SelectParams>;
+
+JobKind KindOf(const JobParams& p);
+std::string ParamsToJson(const JobParams& p);
+// Parses what ParamsToJson stored for a job of `kind` (never throws).
+absl::StatusOr<JobParams> ParamsFromJson(JobKind kind, const std::string& json);
+
+}  // namespace updp::core
+
+#endif  // UPDP_SERVER_CORE_JOB_PARAMS_H_

@@ -1,0 +1,40 @@
+// Reading a dataset's item list from its source: a server-side image directory or a
+// manifest (plus the ids file of an embeddings source). Pure listing and validation;
+// ServerCore stores the result.
+#ifndef UPDP_SERVER_CORE_REGISTRATION_H_
+#define UPDP_SERVER_CORE_REGISTRATION_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/core/paths.h"
+#include "server/core/types.h"
+
+namespace updp::core {
+
+struct ItemList {
+  std::string source_path;  // canonical
+  std::vector<ItemRow> items;
+  std::vector<FailedItemRow> failed;
+};
+
+// Every jpg/jpeg/png/webp under `path` (recursively, sorted); ids are relative paths.
+// A file that resolves outside the allowed roots is listed as failed.
+absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::string& path);
+
+// One image path per line, or CSV `id,path` lines (optional header `id,path`).
+// Relative paths are relative to the manifest. A missing file is listed as failed.
+absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string& path);
+
+// Non-empty lines of a text file of item ids (an embeddings source's ids_path).
+absl::StatusOr<std::vector<std::string>> ReadIdsFile(const PathPolicy& paths,
+                                                     const std::string& path);
+
+// The contents of a regular file that a request names (`field`). A FIFO, device or
+// directory is refused before it is opened, so a read can never block forever.
+absl::StatusOr<std::string> ReadRequestFile(const std::string& field, const std::string& path);
+
+}  // namespace updp::core
+
+#endif  // UPDP_SERVER_CORE_REGISTRATION_H_

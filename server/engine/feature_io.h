@@ -1,0 +1,32 @@
+// Feature chunk files: safetensors with "features" [n, D] and "index" [n] (the item
+// index of each row), written atomically by jobs and read back for selection.
+#ifndef UPDP_SERVER_ENGINE_FEATURE_IO_H_
+#define UPDP_SERVER_ENGINE_FEATURE_IO_H_
+
+#include <torch/torch.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/core/types.h"
+
+namespace updp::engine {
+
+std::string ChunkName(int64_t chunk);
+
+// All chunks of a feature source as one matrix (in the stored dtype) plus the item
+// index of each row. Every index is checked against `num_items`.
+absl::StatusOr<std::pair<torch::Tensor, std::vector<int64_t>>> LoadFeatures(
+    const std::vector<core::FeatureChunk>& chunks, int64_t num_items);
+
+// Writes dir/ChunkName(chunk) (float16 features) and returns its path.
+absl::StatusOr<std::string> WriteChunk(const std::string& dir, int64_t chunk,
+                                       const torch::Tensor& features,
+                                       const std::vector<int64_t>& index);
+
+}  // namespace updp::engine
+
+#endif  // UPDP_SERVER_ENGINE_FEATURE_IO_H_

@@ -1,0 +1,252 @@
+// Model loading, embeddings import, prompt checks, job registration and the EMBED
+// job body.
+#include "server/engine/model_engine.h"
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <numeric>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "server/engine/feature_io.h"
+#include "server/model/blip2_model.h"
+#include "server/model/encoder.h"
+#include "server/model/npy.h"
+#include "server/model/safetensors.h"
+#include "server/model/tokenizer.h"
+#include "server/updp/prompt_learner.h"
+#include "server/util/error_text.h"
+
+#ifdef UPDP_WITH_CUDA
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
+
+namespace updp::engine {
+
+namespace fs = std::filesystem;
+using core::FailedItemRow;
+using core::JobContext;
+using core::Progress;
+using nlohmann::json;
+
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+}  // namespace
+
+absl::Status ModelEngine::NeedModel() const {
+  if (!Ready() || !model_) return absl::FailedPreconditionError("no BLIP-2 model is loaded");
+  return absl::OkStatus();
+}
+
+absl::Status ModelEngine::LoadModel() {
+  const core::ServerOptions& o = core_->options();
+  if (o.model_dir.empty() || Ready()) return absl::OkStatus();
+  auto device = model::ParseDevice(o.device);
+  if (!device.ok()) return device.status();
+  auto dtype = model::ParseVisionDtype(o.precision, *device);
+  if (!dtype.ok()) return dtype.status();
+  auto attention = model::ParseAttention(o.attention);
+  if (!attention.ok()) return attention.status();
+  model::ModelOptions mo;
+  mo.device = *device;
+  mo.vision_dtype = *dtype;
+  mo.attention = *attention;
+  auto qdtype = model::ParseQFormerDtype(o.qformer_precision, *device, *dtype);
+  if (!qdtype.ok()) return qdtype.status();
+  mo.qformer_image_dtype = *qdtype;
+  mo.fused_gelu = o.fused_gelu;
+  auto m = model::Blip2Model::Load(o.model_dir, mo);
+  if (!m.ok()) return m.status();
+  auto tok = model::BertTokenizer::FromVocabFile(o.model_dir + "/vocab.txt");
+  if (!tok.ok()) return tok.status();
+  model_ = std::move(*m);
+  tokenizer_ = std::make_shared<model::BertTokenizer>(std::move(*tok));
+  model::EncoderOptions eo;
+  eo.decode_threads = o.decode_threads;
+  eo.cuda_graphs = o.cuda_graphs;
+  encoder_ = std::make_shared<model::ImageEncoder>(model_, eo);
+  if (core::Metrics* metrics = core_->metrics()) {
+    metrics->SetModelInfo("blip2-itm", model_->identity(), o.device, model::DtypeToString(*dtype));
+    metrics->model_loaded->Set(1);
+#ifdef UPDP_WITH_CUDA
+    if (device->is_cuda()) {
+      const auto index = device->index() < 0 ? 0 : device->index();
+      metrics->refresh_device = [index](core::Metrics& m) {
+        // Index 0 of each stat array is the aggregate over pool types in every
+        // LibTorch version.
+        auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
+        m.device_memory_allocated->Set(static_cast<double>(stats.allocated_bytes[0].current));
+        m.device_memory_reserved->Set(static_cast<double>(stats.reserved_bytes[0].current));
+        m.device_memory_peak_allocated->Set(static_cast<double>(stats.allocated_bytes[0].peak));
+        m.device_memory_peak_reserved->Set(static_cast<double>(stats.reserved_bytes[0].peak));
+      };
+    }
+#endif
+  }
+  ready_.store(true, std::memory_order_release);
+  return absl::OkStatus();
+}
+
+void ModelEngine::RegisterJobs(core::JobManager& jobs) {
+  jobs.RegisterKind(core::JobKind::kEmbed, core::Lane::kDevice,
+                    [this](JobContext& ctx) { return RunEmbed(ctx); });
+  jobs.RegisterKind(core::JobKind::kLearnPrompt, core::Lane::kDevice,
+                    [this](JobContext& ctx) { return RunLearnPrompt(ctx); });
+  // SELECT runs on the CPU pool, except the updp strategy, which extracts prompted
+  // features with the model and so runs on the device executor.
+  jobs.RegisterKind(
+      core::JobKind::kSelect,
+      [](const core::JobInfo& j) {
+        const auto* p = std::get_if<core::SelectParams>(&j.params);
+        return p && p->strategy == "updp" ? core::Lane::kDevice : core::Lane::kCpu;
+      },
+      [this](JobContext& ctx) { return RunSelect(ctx); });
+}
+
+absl::StatusOr<core::PromptMeta> ModelEngine::CheckPrompt(const std::string& artifact) {
+  auto meta = prompt::PromptModule::ReadMetadata(artifact);
+  if (!meta.ok()) return CleanStatus(meta.status());
+  if (!Ready()) {
+    return absl::UnavailableError("the BLIP-2 model is still loading; retry when health reports SERVING");
+  }
+  auto loaded = prompt::PromptModule::Load(artifact, *model_);
+  if (!loaded.ok()) return CleanStatus(loaded.status());
+  core::PromptMeta out;
+  out.model_identity = meta->second;
+  out.num_context = meta->first.num_context;
+  out.num_clusters = meta->first.num_clusters;
+  out.config_json = meta->first.ToJson().dump();
+  out.trained_on_dataset = meta->first.trained_on_dataset;
+  return out;
+}
+
+absl::StatusOr<int64_t> ModelEngine::ImportEmbeddings(const std::string& npy,
+                                                      const std::string& chunk_path) {
+  auto h = model::ReadNpyHeader(npy);
+  if (!h.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", CleanErrorText(h.status().message())));
+  }
+  if (h->descr != "<f4" && h->descr != "<f2") {
+    return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", npy, ": dtype ", Quote(h->descr),
+                                                   " is not float32 or float16"));
+  }
+  if (h->shape.size() != 2 || h->shape[0] == 0 || h->shape[1] == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("embeddings.path: ", npy, ": expected a non-empty [N, D] array"));
+  }
+  auto x = model::MapNpy(npy);
+  if (!x.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", CleanErrorText(x.status().message())));
+  }
+  // NaN/Inf check in blocks: never a float32 copy of the whole matrix.
+  const int64_t n = h->shape[0];
+  constexpr int64_t kBlock = 65536;
+  for (int64_t b = 0; b < n; b += kBlock) {
+    torch::Tensor part = x->narrow(0, b, std::min(kBlock, n - b));
+    torch::Tensor bad = torch::logical_not(torch::isfinite(part)).any(1);
+    if (bad.any().item<bool>()) {
+      return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", npy, ": row ",
+                                                     b + bad.nonzero()[0][0].item<int64_t>(),
+                                                     " contains NaN or Inf"));
+    }
+  }
+  std::vector<int64_t> index(n);
+  std::iota(index.begin(), index.end(), 0);
+  // User embeddings keep their dtype (no float16 rounding of float32 inputs).
+  if (auto s = model::WriteSafetensors(chunk_path, {{"features", *x},
+                                                    {"index", torch::tensor(index, torch::kLong)}});
+      !s.ok()) {
+    return s;
+  }
+  return n;
+}
+
+absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
+  if (auto s = NeedModel(); !s.ok()) return s;
+  const core::JobInfo& job = ctx.job();
+  const auto& p = std::get<core::EmbedParams>(job.params);
+  core::Store& store = core_->store();
+  core::Metrics* metrics = core_->metrics();
+  auto items_or = store.Items(job.dataset);
+  if (!items_or.ok()) return items_or.status();
+  const auto& items = *items_or;
+  auto dir = core_->FeatureDir(job.dataset, core::kImageFeatures);
+  if (!dir.ok()) return dir.status();
+  const int64_t n = static_cast<int64_t>(items.size());
+  const int64_t chunk_size = std::max<int64_t>(1, p.chunk_size);
+  const int64_t chunks = (n + chunk_size - 1) / chunk_size;
+  auto existing = store.FeatureChunks(job.dataset, core::kImageFeatures);
+  if (!existing.ok()) return existing.status();
+  std::set<int64_t> done;
+  for (const auto& c : *existing) done.insert(c.chunk);
+  const auto start = std::chrono::steady_clock::now();
+  int64_t computed = 0, processed = 0, failed_total = 0, embedded = 0;
+  Progress pr;
+  pr.stage = "embed";
+  pr.total = n;
+  pr.done = std::min<int64_t>(n, static_cast<int64_t>(done.size()) * chunk_size);
+  ctx.SetProgress(pr);
+  for (int64_t c = 0; c < chunks; ++c) {
+    if (done.count(c)) continue;
+    if (ctx.Cancelled()) return absl::OkStatus();
+    const int64_t begin = c * chunk_size, end = std::min(n, begin + chunk_size);
+    std::vector<std::string> paths;
+    for (int64_t i = begin; i < end; ++i) paths.push_back(items[i].path);
+    const int64_t base_done = pr.done;
+    auto enc = encoder_->EncodeAll(paths, p.batch_size, [&] { return ctx.Cancelled(); },
+                                   [&](int64_t d, int64_t) {
+                                     pr.done = base_done + d;
+                                     pr.rate = (processed + d) / std::max(1e-9, Seconds(start));
+                                     if (metrics) metrics->embedding_rate->Set(pr.rate);
+                                     ctx.SetProgress(pr);
+                                   });
+    if (enc.cancelled) return absl::OkStatus();  // the partial chunk is dropped
+    std::vector<int64_t> index;
+    for (int i : enc.ok) index.push_back(begin + i);
+    std::vector<FailedItemRow> failed;
+    for (auto& [i, err] : enc.errors) {
+      failed.push_back({items[begin + i].item_id, items[begin + i].path, err});
+    }
+    if (!failed.empty()) {
+      if (auto s = store.AddFailedItems(job.dataset, failed); !s.ok()) return s;
+    }
+    auto path = WriteChunk(*dir, c, enc.features, index);
+    if (!path.ok()) return path.status();
+    // The store row is the commit point: a chunk file without a row is rewritten.
+    if (auto s = store.AddFeatureChunk(job.dataset, core::kImageFeatures,
+                                       {c, static_cast<int64_t>(index.size()), *path});
+        !s.ok()) {
+      return s;
+    }
+    ++computed;
+    processed += end - begin;
+    embedded += static_cast<int64_t>(index.size());
+    failed_total += static_cast<int64_t>(failed.size());
+    if (metrics) {
+      metrics->images_decoded->Increment(static_cast<double>(index.size()));
+      metrics->images_embedded->Increment(static_cast<double>(index.size()));
+      metrics->images_failed->Increment(static_cast<double>(failed.size()));
+    }
+    pr.done = base_done + (end - begin);
+    ctx.SetProgress(pr);  // a checkpoint: this chunk is committed
+  }
+  if (metrics) metrics->embedding_rate->Set(0);
+  pr.done = n;
+  pr.message = absl::StrCat(embedded, " embedded, ", failed_total, " failed in this run");
+  ctx.SetProgress(pr);
+  ctx.SetResult(json{{"chunks_total", chunks},
+                     {"chunks_computed", computed},
+                     {"chunks_reused", chunks - computed},
+                     {"embedded_this_run", embedded},
+                     {"failed_this_run", failed_total},
+                     {"seconds", Seconds(start)}}
+                    .dump());
+  return absl::OkStatus();
+}
+
+}  // namespace updp::engine

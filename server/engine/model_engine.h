@@ -1,0 +1,64 @@
+// The model-backed engine: loads the BLIP-2 checkpoint, imports users' embeddings,
+// checks prompt artifacts, and runs the EMBED, LEARN_PROMPT and SELECT job bodies
+// (registered into the core's JobManager from main). LibTorch lives here and below,
+// never in server/core.
+#ifndef UPDP_SERVER_ENGINE_MODEL_ENGINE_H_
+#define UPDP_SERVER_ENGINE_MODEL_ENGINE_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "server/core/engine.h"
+#include "server/core/job_manager.h"
+#include "server/core/server_core.h"
+
+namespace updp::model {
+class Blip2Model;
+class BertTokenizer;
+class ImageEncoder;
+}  // namespace updp::model
+
+namespace updp::engine {
+
+class ModelEngine : public core::Engine {
+ public:
+  explicit ModelEngine(core::ServerCore* core) : core_(core) {}
+
+  // Loads the checkpoint named by the core's options (no-op without --model_dir).
+  // Called once, before Ready() turns true; RPC threads only read the model after
+  // that (the release/acquire pair on ready_ orders it).
+  absl::Status LoadModel();
+  // Registers EMBED, LEARN_PROMPT and SELECT (updp on the device lane, the other
+  // strategies on the CPU lane).
+  void RegisterJobs(core::JobManager& jobs);
+
+  bool HasModel() const override { return !core_->options().model_dir.empty(); }
+  bool Ready() const override { return ready_.load(std::memory_order_acquire); }
+  absl::StatusOr<core::PromptMeta> CheckPrompt(const std::string& artifact) override;
+  absl::StatusOr<int64_t> ImportEmbeddings(const std::string& npy_path,
+                                           const std::string& chunk_path) override;
+
+ private:
+  absl::Status RunEmbed(core::JobContext& ctx);
+  absl::Status RunSelect(core::JobContext& ctx);
+  absl::Status RunLearnPrompt(core::JobContext& ctx);
+  // Ensures prompted joint features of every item (and, in the same pass, image
+  // features where missing) exist as chunks; resumable by chunk.
+  absl::Status ExtractPromptFeatures(core::JobContext& ctx, const std::string& dataset,
+                                     const std::string& prompt);
+  // Model-backed job bodies refuse to run before the model is there.
+  absl::Status NeedModel() const;
+
+  core::ServerCore* core_;
+  std::atomic<bool> ready_{false};
+  std::shared_ptr<model::Blip2Model> model_;
+  std::shared_ptr<model::ImageEncoder> encoder_;
+  std::shared_ptr<model::BertTokenizer> tokenizer_;
+};
+
+}  // namespace updp::engine
+
+#endif  // UPDP_SERVER_ENGINE_MODEL_ENGINE_H_

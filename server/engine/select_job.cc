@@ -1,0 +1,224 @@
+// The SELECT job body (and the prompted-feature extraction the updp strategy needs).
+#include <chrono>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <unordered_map>
+
+#include "absl/strings/str_cat.h"
+#include "server/engine/feature_io.h"
+#include "server/engine/model_engine.h"
+#include "server/model/blip2_model.h"
+#include "server/model/encoder.h"
+#include "server/select/strategies.h"
+#include "server/updp/prompt_learner.h"
+
+namespace updp::engine {
+
+using core::FailedItemRow;
+using core::JobContext;
+using core::Progress;
+using nlohmann::json;
+
+namespace {
+
+double Seconds(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+}
+
+// A stored prompt, loaded against (and checked for compatibility with) the model.
+absl::StatusOr<prompt::PromptModule> LoadStoredPrompt(core::ServerCore& core,
+                                                      const model::Blip2Model& m,
+                                                      const std::string& name) {
+  auto artifact = core.PromptArtifact(name);
+  if (!artifact.ok()) return artifact.status();
+  auto loaded = prompt::PromptModule::Load(*artifact, m);
+  if (!loaded.ok()) return loaded.status();
+  return std::move(loaded->first);
+}
+
+}  // namespace
+
+absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::string& dataset,
+                                                const std::string& prompt) {
+  auto loaded = LoadStoredPrompt(*core_, *model_, prompt);
+  if (!loaded.ok()) return loaded.status();
+  const prompt::PromptModule& mod = *loaded;
+  core::Store& store = core_->store();
+  const std::string source = core::PromptFeatures(prompt);
+  auto prompt_dir = core_->FeatureDir(dataset, source);
+  if (!prompt_dir.ok()) return prompt_dir.status();
+  auto image_dir = core_->FeatureDir(dataset, core::kImageFeatures);
+  if (!image_dir.ok()) return image_dir.status();
+  auto items_or = store.Items(dataset);
+  if (!items_or.ok()) return items_or.status();
+  const auto& items = *items_or;
+  const int64_t n = static_cast<int64_t>(items.size()), cs = core_->options().chunk_size;
+  const int64_t chunks = (n + cs - 1) / cs;
+  std::set<int64_t> have_prompt, have_image;
+  auto pc = store.FeatureChunks(dataset, source);
+  if (!pc.ok()) return pc.status();
+  for (const auto& c : *pc) have_prompt.insert(c.chunk);
+  auto ic = store.FeatureChunks(dataset, core::kImageFeatures);
+  if (!ic.ok()) return ic.status();
+  for (const auto& c : *ic) have_image.insert(c.chunk);
+  Progress pr;
+  pr.stage = "prompt-features";
+  pr.total = n;
+  const auto start = std::chrono::steady_clock::now();
+  int64_t processed = 0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t begin = c * cs, end = std::min(n, begin + cs);
+    if (have_prompt.count(c)) {
+      pr.done = end;
+      continue;
+    }
+    std::vector<torch::Tensor> joint, image;
+    std::vector<int64_t> index;
+    std::vector<FailedItemRow> failed;
+    const int bs = core_->options().embed_batch_size;
+    for (int64_t b = begin; b < end; b += bs) {
+      if (ctx.Cancelled()) return absl::CancelledError("cancelled");
+      std::vector<std::string> paths;
+      for (int64_t i = b; i < std::min(end, b + bs); ++i) paths.push_back(items[i].path);
+      // One decode and one ViT pass feed both the image and the prompted features.
+      model::PreparedBatch pb = encoder_->Prepare(paths);
+      for (auto& [i, err] : pb.errors) failed.push_back({items[b + i].item_id, items[b + i].path, err});
+      for (int i : pb.ok) index.push_back(b + i);
+      if (pb.ok.empty()) continue;
+      torch::InferenceMode guard;
+      torch::Tensor vit = model_->EncodeImage(pb.pixels);
+      joint.push_back(mod.JointFeatures(*model_, vit).to(torch::kCPU));
+      if (!have_image.count(c)) image.push_back(model_->ImageFeature(vit).to(torch::kCPU));
+      processed += static_cast<int64_t>(paths.size());
+      pr.done = b + static_cast<int64_t>(paths.size());
+      pr.rate = processed / std::max(1e-9, Seconds(start));
+      ctx.SetProgress(pr);
+    }
+    if (!failed.empty()) {
+      if (auto s = store.AddFailedItems(dataset, failed); !s.ok()) return s;
+    }
+    auto cat = [](std::vector<torch::Tensor>& v, int64_t d) {
+      return v.empty() ? torch::empty({0, d}) : torch::cat(v, 0);
+    };
+    if (!have_image.count(c)) {
+      auto path = WriteChunk(*image_dir, c, cat(image, model_->config().image_text_hidden_size), index);
+      if (!path.ok()) return path.status();
+      if (auto s = store.AddFeatureChunk(dataset, core::kImageFeatures,
+                                         {c, static_cast<int64_t>(index.size()), *path});
+          !s.ok()) {
+        return s;
+      }
+    }
+    auto path = WriteChunk(*prompt_dir, c, cat(joint, 0), index);
+    if (!path.ok()) return path.status();
+    if (auto s = store.AddFeatureChunk(dataset, source, {c, static_cast<int64_t>(index.size()), *path});
+        !s.ok()) {
+      return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ModelEngine::RunSelect(JobContext& ctx) {
+  const core::JobInfo& job = ctx.job();
+  const auto& p = std::get<core::SelectParams>(job.params);
+  core::Store& store = core_->store();
+  if (p.strategy == "updp") {
+    if (auto s = NeedModel(); !s.ok()) return s;
+    auto s = ExtractPromptFeatures(ctx, job.dataset, p.prompt);
+    if (ctx.Cancelled()) return absl::OkStatus();
+    if (!s.ok()) return s;
+  }
+  Progress pr;
+  pr.stage = "load-features";
+  ctx.SetProgress(pr);
+  auto items_or = store.Items(job.dataset);
+  if (!items_or.ok()) return items_or.status();
+  const auto& items = *items_or;
+  auto chunks = store.FeatureChunks(job.dataset, p.features);
+  if (!chunks.ok()) return chunks.status();
+  auto loaded = LoadFeatures(*chunks, static_cast<int64_t>(items.size()));
+  if (!loaded.ok()) return loaded.status();
+  auto& [x, index] = *loaded;
+  if (x.size(0) == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "dataset: no item of '", job.dataset, "' has features (all ", items.size(),
+        " are missing or failed to decode); there is nothing to select from"));
+  }
+  std::unordered_map<std::string, int64_t> row_of_id;
+  for (size_t r = 0; r < index.size(); ++r) row_of_id[items[index[r]].item_id] = static_cast<int64_t>(r);
+  select::SelectOptions o;
+  o.strategy = p.strategy == "updp" ? "kmeans" : p.strategy;
+  o.budget = p.budget;
+  o.seed = p.seed;
+  for (const auto& id : p.labeled_ids) {
+    auto it = row_of_id.find(id);
+    if (it != row_of_id.end()) o.labeled.push_back(it->second);  // failed items have no row
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<select::Pick> picks;
+  if (p.strategy == "updp" && p.rule == "cluster-head") {
+    auto mod = LoadStoredPrompt(*core_, *model_, p.prompt);
+    if (!mod.ok()) return mod.status();
+    torch::NoGradGuard g;
+    torch::Tensor prob =
+        mod->Cluster(x.to(model_->options().device, torch::kFloat32)).to(torch::kCPU);
+    auto best = prob.max(1);
+    torch::Tensor conf = std::get<0>(best), cl = std::get<1>(best);
+    std::vector<char> excluded(x.size(0), 0);
+    for (int64_t l : o.labeled) excluded[l] = 1;
+    const int64_t k = prob.size(1);
+    std::vector<int64_t> top(k, -1);
+    auto ca = conf.accessor<float, 1>();
+    auto la = cl.accessor<int64_t, 1>();
+    for (int64_t i = 0; i < x.size(0); ++i) {
+      if (excluded[i]) continue;
+      if (top[la[i]] < 0 || ca[i] > ca[top[la[i]]]) top[la[i]] = i;
+    }
+    for (int64_t c = 0; c < k && static_cast<int64_t>(picks.size()) < o.budget; ++c) {
+      if (top[c] >= 0) picks.push_back({top[c], c, ca[top[c]]});
+    }
+    // Fewer used clusters than the budget: complete with k-means picks on the same features.
+    if (static_cast<int64_t>(picks.size()) <
+        std::min<int64_t>(o.budget, x.size(0) - static_cast<int64_t>(o.labeled.size()))) {
+      select::SelectOptions rest = o;
+      for (auto& pk : picks) rest.labeled.push_back(pk.index);
+      rest.budget = o.budget - static_cast<int64_t>(picks.size());
+      auto more = select::Select(x, rest, nullptr, [&] { return ctx.Cancelled(); });
+      if (!more.ok()) return more.status();
+      for (auto& pk : *more) picks.push_back({pk.index, -1, pk.score});
+    }
+  } else {
+    auto r = select::Select(
+        x, o,
+        [&](const std::string& phase, double f) {
+          Progress q;
+          q.stage = phase;
+          q.done = static_cast<int64_t>(f * 1000);
+          q.total = 1000;
+          ctx.SetProgress(q);
+        },
+        [&] { return ctx.Cancelled(); });
+    if (ctx.Cancelled()) return absl::OkStatus();
+    if (!r.ok()) return r.status();
+    picks = std::move(*r);
+  }
+  const double secs = Seconds(start);
+  if (core_->metrics()) core_->metrics()->SelectionFinished(p.strategy, secs);
+  std::vector<core::SelectionRow> rows;
+  for (size_t i = 0; i < picks.size(); ++i) {
+    const core::ItemRow& it = items[index[picks[i].index]];
+    rows.push_back({static_cast<int64_t>(i + 1), it.idx, it.item_id, it.path, picks[i].cluster,
+                    picks[i].score});
+  }
+  if (auto s = store.SaveSelection(job.id, rows); !s.ok()) return s;
+  Progress done;
+  done.stage = "done";
+  done.done = done.total = static_cast<int64_t>(rows.size());
+  ctx.SetProgress(done);
+  ctx.SetResult(json{{"picks", rows.size()}, {"features", p.features}, {"rows", x.size(0)},
+                     {"dim", x.size(1)}, {"seconds", secs}}.dump());
+  return absl::OkStatus();
+}
+
+}  // namespace updp::engine
