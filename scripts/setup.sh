@@ -10,7 +10,7 @@ PACKAGES=(
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev
   libtorch-dev libopenblas0-pthread
   libgtest-dev libgmock-dev
-  libsqlite3-dev nlohmann-json3-dev zlib1g-dev
+  libsqlite3-dev sqlite3 nlohmann-json3-dev zlib1g-dev
   libjpeg62-turbo-dev libpng-dev libwebp-dev libexif-dev libicu-dev
   libfaiss-dev
   dataset-fashion-mnist
