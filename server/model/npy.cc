@@ -162,6 +162,10 @@ class HeaderParser {
 
   // Where and what, with a short excerpt of the text from there.
   absl::Status Error(absl::string_view what) const {
+    if (pos_ >= text_.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("bad .npy header: ", what, " at the end of the header"));
+    }
     return absl::InvalidArgumentError(absl::StrCat("bad .npy header: ", what, " at byte ", pos_,
                                                    " near ", Quote(text_.substr(pos_, 24))));
   }
