@@ -16,11 +16,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/util/atomic_file.h"
+#include "tests/model/scratch_dir.h"
 
 namespace updp::model {
 namespace {
-
-std::string TmpPath(const std::string& name) { return ::testing::TempDir() + "/" + name; }
 
 // A .npy file: magic, version `major`.0, the header text `dict` padded with spaces and a
 // newline to `min_header` bytes (at least) and to a multiple of 64, then `data`.
@@ -40,12 +39,6 @@ std::string NpyBytes(const std::string& dict, int major = 1, size_t min_header =
   return out + header + data;
 }
 
-std::string WriteTmp(const std::string& name, const std::string& bytes) {
-  const std::string p = TmpPath(name);
-  EXPECT_TRUE(WriteFileAtomically(p, bytes).ok());
-  return p;
-}
-
 // What every rejection must look like: InvalidArgument, the file named, a few hundred
 // bytes at most, no LibTorch backtrace.
 void ExpectShortInvalidArgument(const absl::Status& s, const std::string& path) {
@@ -55,7 +48,18 @@ void ExpectShortInvalidArgument(const absl::Status& s, const std::string& path) 
   EXPECT_EQ(s.message().find("Exception raised from"), std::string::npos) << s;
 }
 
-TEST(NpyHeader, ParsesDictVariants) {
+class NpyHeader : public ScratchDirTest {
+ protected:
+  // Writes `bytes` to a file `name` in the test's directory; returns its path.
+  std::string WriteTmp(const std::string& name, const std::string& bytes) {
+    const std::string p = TmpPath(name);
+    EXPECT_TRUE(WriteFileAtomically(p, bytes).ok());
+    return p;
+  }
+};
+class Npy : public NpyHeader {};
+
+TEST_F(NpyHeader, ParsesDictVariants) {
   struct Case {
     std::string dict;
     std::string descr;
@@ -90,7 +94,7 @@ TEST(NpyHeader, ParsesDictVariants) {
 
 // The crash found on the running server: long runs of legal whitespace inside the header
 // dict drove the std::regex matcher (recursive in libstdc++) through the stack.
-TEST(NpyHeader, LongHeadersParseWithoutCrashing) {
+TEST_F(NpyHeader, LongHeadersParseWithoutCrashing) {
   const std::string data(6 * 4, 'x');
   // Format 1.0, padded with spaces to almost the 65535-byte limit.
   std::string p = WriteTmp(
@@ -122,7 +126,7 @@ TEST(NpyHeader, LongHeadersParseWithoutCrashing) {
   ExpectShortInvalidArgument(ReadNpyHeader(p).status(), p);
 }
 
-TEST(NpyHeader, RejectsHeadersOverOneMiB) {
+TEST_F(NpyHeader, RejectsHeadersOverOneMiB) {
   const std::string p = WriteTmp(
       "huge_header.npy", NpyBytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 2,
                                   (1 << 20) + 64, std::string(8, 'x')));
@@ -149,7 +153,7 @@ absl::Status ReadFifo(const std::string& path,
   return s;
 }
 
-TEST(NpyHeader, RefusesNonRegularFiles) {
+TEST_F(NpyHeader, RefusesNonRegularFiles) {
   const std::string fifo = TmpPath("fifo.npy");
   for (auto read : {+[](const std::string& p) { return ReadNpyHeader(p).status(); },
                     +[](const std::string& p) { return MapNpy(p).status(); }}) {
@@ -169,7 +173,7 @@ TEST(NpyHeader, RefusesNonRegularFiles) {
 
 // Shapes whose element count or byte size overflows 64 bits used to wrap to a small
 // number, pass the size check and reach LibTorch (INTERNAL with a C++ backtrace).
-TEST(NpyHeader, RejectsOverflowingShapes) {
+TEST_F(NpyHeader, RejectsOverflowingShapes) {
   const std::string shapes[] = {
       "(4611686018427387904, 8)",                       // 2**62 * 8 elements
       "(8, 4611686018427387904)",                       //
@@ -192,7 +196,7 @@ TEST(NpyHeader, RejectsOverflowingShapes) {
 }
 
 // A huge value from the file is quoted and cut, never echoed in full.
-TEST(NpyHeader, ErrorMessagesAreBounded) {
+TEST_F(NpyHeader, ErrorMessagesAreBounded) {
   const std::string big(16000, 'x');
   const std::string dicts[] = {
       absl::StrCat("{'descr': '<", big, "', 'fortran_order': False, 'shape': (2,), }"),
@@ -211,7 +215,7 @@ TEST(NpyHeader, ErrorMessagesAreBounded) {
   }
 }
 
-TEST(NpyHeader, RejectsMalformedHeaders) {
+TEST_F(NpyHeader, RejectsMalformedHeaders) {
   const std::string dicts[] = {
       "",
       "[]",
@@ -253,7 +257,7 @@ TEST(NpyHeader, RejectsMalformedHeaders) {
   }
 }
 
-TEST(NpyHeader, RejectsBadPrefixes) {
+TEST_F(NpyHeader, RejectsBadPrefixes) {
   const std::string good = NpyBytes("{'descr': '<f4', 'shape': (2,), }", 1, 0, std::string(8, 'x'));
   std::string v9 = good;
   v9[6] = 9;
@@ -272,7 +276,7 @@ TEST(NpyHeader, RejectsBadPrefixes) {
 }
 
 // A header whose length leaves the data misaligned for its dtype is copied, not mapped.
-TEST(Npy, MapsMisalignedData) {
+TEST_F(Npy, MapsMisalignedData) {
   const std::string dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }\n";
   std::string bytes("\x93NUMPY\x01\x00", 8);
   bytes.push_back(static_cast<char>(dict.size() + 1));  // data offset not a multiple of 4
@@ -289,7 +293,7 @@ TEST(Npy, MapsMisalignedData) {
   EXPECT_TRUE(torch::equal(*t, torch::tensor({1.5f, -2.0f, 3.25f})));
 }
 
-TEST(Npy, WriteReadRoundTripAllDtypes) {
+TEST_F(Npy, WriteReadRoundTripAllDtypes) {
   for (const torch::Tensor& a : {torch::randn({4, 5}), torch::randn({3}).to(torch::kFloat16),
                                  torch::arange(6, torch::kLong).reshape({2, 3}),
                                  torch::arange(4, torch::kInt), torch::zeros({0, 8})}) {
@@ -302,6 +306,38 @@ TEST(Npy, WriteReadRoundTripAllDtypes) {
     ASSERT_TRUE(m.ok()) << m.status();
     EXPECT_TRUE(torch::equal(*m, a));
   }
+}
+
+TEST_F(Npy, RoundTripAndMap) {
+  std::string p = TmpPath("x.npy");
+  torch::Tensor a = torch::randn({7, 3}).to(torch::kFloat16);
+  ASSERT_TRUE(WriteNpy(p, a).ok());
+  auto m = MapNpy(p);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_TRUE(torch::equal(*m, a));
+}
+
+TEST_F(Npy, RejectsTruncatedAndWrongDtype) {
+  std::string p = TmpPath("t.npy");
+  ASSERT_TRUE(WriteNpy(p, torch::randn({10, 4})).ok());
+  auto bytes = *ReadFile(p);
+  ASSERT_TRUE(WriteFileAtomically(p, bytes.substr(0, bytes.size() - 9)).ok());
+  auto h = ReadNpyHeader(p);
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(h.status().message().find("truncated"), std::string::npos);
+
+  std::string q = TmpPath("u8.npy");
+  std::string hdr = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2), }";
+  while ((10 + hdr.size() + 1) % 64) hdr += ' ';
+  hdr += '\n';
+  std::string blob = std::string("\x93NUMPY\x01\x00", 8);
+  blob.push_back(static_cast<char>(hdr.size()));
+  blob.push_back(0);
+  blob += hdr + "abcd";
+  ASSERT_TRUE(WriteFileAtomically(q, blob).ok());
+  h = ReadNpyHeader(q);
+  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(h.status().message().find("dtype"), std::string::npos);
 }
 
 }  // namespace

@@ -12,15 +12,18 @@
 #include <future>
 
 #include "absl/strings/str_cat.h"
-#include "server/model/npy.h"
 #include "server/util/atomic_file.h"
+#include "tests/model/scratch_dir.h"
 
 namespace updp::model {
 namespace {
 
-std::string TmpPath(const std::string& name) { return ::testing::TempDir() + "/" + name; }
+class Safetensors : public ScratchDirTest {
+ protected:
+  void ExpectRejected(const std::string& bytes, const std::string& what);
+};
 
-TEST(Safetensors, RoundTripAllDtypes) {
+TEST_F(Safetensors, RoundTripAllDtypes) {
   std::string p = TmpPath("rt.safetensors");
   torch::Tensor a = torch::randn({3, 4});
   torch::Tensor b = torch::randn({5}).to(torch::kFloat16);
@@ -40,7 +43,7 @@ TEST(Safetensors, RoundTripAllDtypes) {
   EXPECT_NE(missing.status().message().find("'nope'"), std::string::npos);
 }
 
-TEST(Safetensors, RejectsBadHeaders) {
+TEST_F(Safetensors, RejectsBadHeaders) {
   std::string p = TmpPath("bad.safetensors");
   // Header length larger than the file.
   std::string blob(8, '\0');
@@ -83,7 +86,7 @@ std::string SafetensorsBytes(const std::string& header, const std::string& data)
 
 // Opens `bytes` both ways (as a file and from memory): both must give a short
 // InvalidArgument naming the source, with no LibTorch backtrace.
-void ExpectRejected(const std::string& bytes, const std::string& what) {
+void Safetensors::ExpectRejected(const std::string& bytes, const std::string& what) {
   SCOPED_TRACE(what.substr(0, 200));
   const std::string p = TmpPath("hostile.safetensors");
   ASSERT_TRUE(WriteFileAtomically(p, bytes).ok());
@@ -108,7 +111,7 @@ std::string OneTensor(const std::string& dtype, const std::string& shape,
 
 // Shapes whose byte size overflows 64 bits used to wrap to 0, match empty data offsets
 // and reach torch::empty in Get() (a c10::Error with a backtrace).
-TEST(Safetensors, RejectsOverflowingShapes) {
+TEST_F(Safetensors, RejectsOverflowingShapes) {
   const std::string data(16, '\0');
   const std::string cases[][3] = {
       {R"("F32")", "[4611686018427387904, 4]", "[0, 0]"},  // 2**62 * 4 elements
@@ -127,7 +130,7 @@ TEST(Safetensors, RejectsOverflowingShapes) {
   }
 }
 
-TEST(Safetensors, RejectsInconsistentOffsets) {
+TEST_F(Safetensors, RejectsInconsistentOffsets) {
   const std::string data(16, '\0');
   const std::string cases[][3] = {
       {R"("F32")", "[4]", "[0, 12]"},                    // fewer bytes than shape x dtype
@@ -149,7 +152,7 @@ TEST(Safetensors, RejectsInconsistentOffsets) {
   }
 }
 
-TEST(Safetensors, RejectsMalformedEntries) {
+TEST_F(Safetensors, RejectsMalformedEntries) {
   const std::string data(16, '\0');
   std::string deep(100000, '[');
   deep += std::string(100000, ']');
@@ -178,7 +181,7 @@ TEST(Safetensors, RejectsMalformedEntries) {
 }
 
 // Names, dtypes and broken JSON tokens from the file are quoted and cut in messages.
-TEST(Safetensors, ErrorMessagesAreBounded) {
+TEST_F(Safetensors, ErrorMessagesAreBounded) {
   const std::string big(16000, 'x');
   const std::string data(16, '\0');
   const std::string headers[] = {
@@ -196,7 +199,7 @@ TEST(Safetensors, ErrorMessagesAreBounded) {
   for (const std::string& h : headers) ExpectRejected(SafetensorsBytes(h, data), h);
 }
 
-TEST(Safetensors, RejectsBadHeaderLengths) {
+TEST_F(Safetensors, RejectsBadHeaderLengths) {
   const std::string h = OneTensor(R"("F32")", "[4]", "[0, 16]");
   const std::string good = SafetensorsBytes(h, std::string(16, '\0'));
   ASSERT_TRUE(SafetensorsFile::FromBytes(good, "good").ok());
@@ -224,7 +227,7 @@ TEST(Safetensors, RejectsBadHeaderLengths) {
   ::unlink(p.c_str());
 }
 
-TEST(Safetensors, RefusesNonRegularFiles) {
+TEST_F(Safetensors, RefusesNonRegularFiles) {
   const std::string fifo = TmpPath("fifo.safetensors");
   ::unlink(fifo.c_str());
   ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0) << std::strerror(errno);
@@ -250,7 +253,7 @@ TEST(Safetensors, RefusesNonRegularFiles) {
 }
 
 // Valid edge cases still load: empty tensors, scalars, no tensors, unaligned data.
-TEST(Safetensors, AcceptsEdgeCases) {
+TEST_F(Safetensors, AcceptsEdgeCases) {
   const std::string h =
       R"({"__metadata__":{"k":"v","n":3},"e":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]},)"
       R"("s":{"dtype":"I64","shape":[],"data_offsets":[0,8]},)"
@@ -275,38 +278,6 @@ TEST(Safetensors, AcceptsEdgeCases) {
   auto empty = SafetensorsFile::FromBytes(SafetensorsBytes("{}", ""), "empty");
   ASSERT_TRUE(empty.ok()) << empty.status();
   EXPECT_TRUE((*empty)->tensors().empty());
-}
-
-TEST(Npy, RoundTripAndMap) {
-  std::string p = TmpPath("x.npy");
-  torch::Tensor a = torch::randn({7, 3}).to(torch::kFloat16);
-  ASSERT_TRUE(WriteNpy(p, a).ok());
-  auto m = MapNpy(p);
-  ASSERT_TRUE(m.ok()) << m.status();
-  EXPECT_TRUE(torch::equal(*m, a));
-}
-
-TEST(Npy, RejectsTruncatedAndWrongDtype) {
-  std::string p = TmpPath("t.npy");
-  ASSERT_TRUE(WriteNpy(p, torch::randn({10, 4})).ok());
-  auto bytes = *ReadFile(p);
-  ASSERT_TRUE(WriteFileAtomically(p, bytes.substr(0, bytes.size() - 9)).ok());
-  auto h = ReadNpyHeader(p);
-  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(h.status().message().find("truncated"), std::string::npos);
-
-  std::string q = TmpPath("u8.npy");
-  std::string hdr = "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2), }";
-  while ((10 + hdr.size() + 1) % 64) hdr += ' ';
-  hdr += '\n';
-  std::string blob = std::string("\x93NUMPY\x01\x00", 8);
-  blob.push_back(static_cast<char>(hdr.size()));
-  blob.push_back(0);
-  blob += hdr + "abcd";
-  ASSERT_TRUE(WriteFileAtomically(q, blob).ok());
-  h = ReadNpyHeader(q);
-  EXPECT_EQ(h.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(h.status().message().find("dtype"), std::string::npos);
 }
 
 }  // namespace
