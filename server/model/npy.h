@@ -21,6 +21,9 @@ struct NpyHeader {
 };
 
 // Parses and validates the header of `path` (size consistent with the shape).
+// NotFound when it cannot be opened; InvalidArgument, with a short message naming the
+// file, for anything else wrong (not a regular file, header over 1 MiB, malformed dict,
+// unsupported dtype, shape too large for 64 bits or for the file).
 absl::StatusOr<NpyHeader> ReadNpyHeader(const std::string& path);
 
 // A read-only tensor backed by a private memory map of the file (no copy). The

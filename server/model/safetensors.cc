@@ -5,15 +5,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstring>
-#include <fstream>
+#include <exception>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "server/util/atomic_file.h"
+#include "server/util/error_text.h"
 
 namespace updp::model {
 namespace {
+
+// The BLIP-2 checkpoint's header is ~100 KB; anything near this is not a real file.
+constexpr uint64_t kMaxHeaderLen = uint64_t{100} << 20;
+// More dimensions than any tensor here has (LibTorch itself has no small limit).
+constexpr size_t kMaxDims = 64;
 
 size_t ElementSize(const std::string& dtype) {
   if (dtype == "F64" || dtype == "I64") return 8;
@@ -21,6 +32,83 @@ size_t ElementSize(const std::string& dtype) {
   if (dtype == "F16" || dtype == "BF16" || dtype == "I16") return 2;
   if (dtype == "U8" || dtype == "I8" || dtype == "BOOL") return 1;
   return 0;
+}
+
+// Validates one tensor entry of the header against a data section of `data_size` bytes:
+// every size is overflow-checked, so nothing reaches LibTorch unless its bytes lie inside
+// the data. Messages name neither the file nor the tensor.
+absl::StatusOr<TensorInfo> ParseEntry(const nlohmann::json& e, size_t data_size) {
+  if (!e.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat("entry is ", e.type_name(), ", not an object"));
+  }
+  TensorInfo info;
+  auto dtype = e.find("dtype");
+  if (dtype == e.end() || !dtype->is_string()) {
+    return absl::InvalidArgumentError("\"dtype\" is missing or not a string");
+  }
+  info.dtype = dtype->get<std::string>();
+  const size_t esize = ElementSize(info.dtype);
+  if (esize == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("unsupported dtype ", Quote(info.dtype)));
+  }
+  auto shape = e.find("shape");
+  if (shape == e.end() || !shape->is_array()) {
+    return absl::InvalidArgumentError("\"shape\" is missing or not an array");
+  }
+  if (shape->size() > kMaxDims) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(shape->size(), " dimensions (at most ", kMaxDims, " are supported)"));
+  }
+  // LibTorch derives strides from the non-zero dimensions even for an empty tensor, so
+  // their product must fit too.
+  int64_t nonzero = 1;
+  bool empty = false;
+  for (size_t i = 0; i < shape->size(); ++i) {
+    const nlohmann::json& v = (*shape)[i];
+    if (!v.is_number_integer()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shape entry ", i, " is ", v.type_name(), ", not an integer"));
+    }
+    if (!v.is_number_unsigned()) {
+      return absl::InvalidArgumentError(absl::StrCat("shape entry ", i, " is negative"));
+    }
+    const uint64_t u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+      return absl::InvalidArgumentError(absl::StrCat("shape entry ", i, " is too large"));
+    }
+    const int64_t d = static_cast<int64_t>(u);
+    if (d == 0) {
+      empty = true;
+    } else if (__builtin_mul_overflow(nonzero, d, &nonzero)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shape is too large (the element count overflows at entry ", i, ")"));
+    }
+    info.shape.push_back(d);
+  }
+  uint64_t bytes = 0;
+  if (!empty && __builtin_mul_overflow(static_cast<uint64_t>(nonzero), esize, &bytes)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shape ", Quote(absl::StrJoin(info.shape, ", "), 60), " is too large"));
+  }
+  auto off = e.find("data_offsets");
+  if (off == e.end() || !off->is_array() || off->size() != 2 || !(*off)[0].is_number_unsigned() ||
+      !(*off)[1].is_number_unsigned()) {
+    return absl::InvalidArgumentError("\"data_offsets\" is not two non-negative integers");
+  }
+  const uint64_t begin = (*off)[0].get<uint64_t>();
+  const uint64_t end = (*off)[1].get<uint64_t>();
+  if (end < begin || end > data_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "data offsets [", begin, ", ", end, ") outside the data section of ", data_size, " bytes"));
+  }
+  if (end - begin != bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(end - begin, " data bytes for shape ",
+                                                   Quote(absl::StrJoin(info.shape, ", "), 60),
+                                                   " of ", info.dtype, ", which needs ", bytes));
+  }
+  info.begin = begin;
+  info.end = end;
+  return info;
 }
 
 }  // namespace
@@ -36,44 +124,70 @@ absl::StatusOr<torch::ScalarType> DtypeFromString(const std::string& s) {
   if (s == "I8") return torch::kInt8;
   if (s == "U8") return torch::kUInt8;
   if (s == "BOOL") return torch::kBool;
-  return absl::InvalidArgumentError(absl::StrCat("unsupported safetensors dtype '", s, "'"));
+  return absl::InvalidArgumentError(absl::StrCat("unsupported safetensors dtype ", Quote(s)));
 }
 
 std::string DtypeToString(torch::ScalarType t) {
   switch (t) {
-    case torch::kFloat32: return "F32";
-    case torch::kFloat16: return "F16";
-    case torch::kBFloat16: return "BF16";
-    case torch::kFloat64: return "F64";
-    case torch::kInt64: return "I64";
-    case torch::kInt32: return "I32";
-    case torch::kInt16: return "I16";
-    case torch::kInt8: return "I8";
-    case torch::kUInt8: return "U8";
-    case torch::kBool: return "BOOL";
-    default: return "?";
+    case torch::kFloat32:
+      return "F32";
+    case torch::kFloat16:
+      return "F16";
+    case torch::kBFloat16:
+      return "BF16";
+    case torch::kFloat64:
+      return "F64";
+    case torch::kInt64:
+      return "I64";
+    case torch::kInt32:
+      return "I32";
+    case torch::kInt16:
+      return "I16";
+    case torch::kInt8:
+      return "I8";
+    case torch::kUInt8:
+      return "U8";
+    case torch::kBool:
+      return "BOOL";
+    default:
+      return "?";
   }
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // stat() before open(): opening a FIFO for reading blocks until a writer appears.
+  // O_NONBLOCK covers one swapped in between (no effect on regular files).
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
+  }
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
   }
-  struct stat st;
-  if (fstat(fd, &st) != 0) {
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
     ::close(fd);
-    return absl::InternalError(absl::StrCat(path, ": stat failed"));
+    return absl::InternalError(absl::StrCat(path, ": fstat failed: ", std::strerror(err)));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
   }
   size_t size = static_cast<size_t>(st.st_size);
   if (size < 8) {
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, ": file too small for a safetensors header"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": file too small for a safetensors header"));
   }
   void* map = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int err = errno;
   ::close(fd);
   if (map == MAP_FAILED) {
-    return absl::InternalError(absl::StrCat(path, ": mmap failed: ", std::strerror(errno)));
+    return absl::InternalError(absl::StrCat(path, ": mmap failed: ", std::strerror(err)));
   }
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
@@ -105,7 +219,11 @@ absl::Status SafetensorsFile::Parse() {
   SafetensorsFile* f = this;
   uint64_t header_len = 0;
   std::memcpy(&header_len, map, 8);  // little-endian hosts only (x86-64, aarch64)
-  if (header_len > size - 8 || header_len > (100u << 20)) {
+  if (header_len > kMaxHeaderLen) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": header length ", header_len, " is over the limit of 100 MiB"));
+  }
+  if (header_len > size - 8) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": header length ", header_len, " exceeds file size ", size));
   }
@@ -116,7 +234,9 @@ absl::Status SafetensorsFile::Parse() {
     header = nlohmann::json::parse(static_cast<const char*>(map) + 8,
                                    static_cast<const char*>(map) + 8 + header_len);
   } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": header is not valid JSON: ", e.what()));
+    // nlohmann's message quotes the offending token, which may be long.
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": header is not valid JSON: ", CleanErrorText(e.what(), 160)));
   }
   if (!header.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": header is not a JSON object"));
@@ -130,43 +250,12 @@ absl::Status SafetensorsFile::Parse() {
       }
       continue;
     }
-    const auto& e = *it;
-    TensorInfo info;
-    try {
-      info.dtype = e.at("dtype").get<std::string>();
-      info.shape = e.at("shape").get<std::vector<int64_t>>();
-      auto off = e.at("data_offsets").get<std::vector<size_t>>();
-      if (off.size() != 2) throw std::runtime_error("data_offsets must have 2 entries");
-      info.begin = off[0];
-      info.end = off[1];
-    } catch (const std::exception& ex) {
+    absl::StatusOr<TensorInfo> info = ParseEntry(*it, data_size);
+    if (!info.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path, ": tensor '", it.key(), "': malformed entry: ", ex.what()));
+          absl::StrCat(path, ": tensor ", Quote(it.key()), ": ", info.status().message()));
     }
-    size_t esize = ElementSize(info.dtype);
-    if (esize == 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": tensor '", it.key(), "': unsupported dtype ", info.dtype));
-    }
-    size_t numel = 1;
-    for (int64_t d : info.shape) {
-      if (d < 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(path, ": tensor '", it.key(), "': negative dimension"));
-      }
-      numel *= static_cast<size_t>(d);
-    }
-    if (info.end < info.begin || info.end > data_size) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", it.key(),
-                                                     "': data offsets [", info.begin, ", ",
-                                                     info.end, ") outside the file"));
-    }
-    if (info.end - info.begin != numel * esize) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", it.key(), "': ",
-                                                     info.end - info.begin, " bytes for ", numel,
-                                                     " elements of ", info.dtype));
-    }
-    f->tensors_[it.key()] = std::move(info);
+    f->tensors_[it.key()] = *std::move(info);
   }
   return absl::OkStatus();
 }
@@ -179,31 +268,41 @@ absl::StatusOr<torch::Tensor> SafetensorsFile::Get(const std::string& name,
                                                    std::optional<torch::ScalarType> as) const {
   auto it = tensors_.find(name);
   if (it == tensors_.end()) {
-    return absl::NotFoundError(absl::StrCat(path_, ": missing tensor '", name, "'"));
+    return absl::NotFoundError(absl::StrCat(path_, ": missing tensor ", Quote(name)));
   }
   auto dtype = DtypeFromString(it->second.dtype);
   if (!dtype.ok()) return dtype.status();
   const char* base = static_cast<const char*>(map_) + data_offset_ + it->second.begin;
-  // from_blob does not own the memory; clone() copies out of the mapping. Alignment of
-  // the mapped data is not guaranteed, so copy into an aligned buffer first.
-  torch::Tensor out = torch::empty(it->second.shape, torch::TensorOptions().dtype(*dtype));
-  std::memcpy(out.data_ptr(), base, it->second.end - it->second.begin);
-  if (as.has_value() && *as != *dtype) out = out.to(*as);
-  return out;
+  // A copy into a new (aligned) tensor that outlives the mapping. Parse() checked the
+  // shape against the bytes; the try only keeps a LibTorch error (and its backtrace) in.
+  try {
+    torch::Tensor out = torch::empty(it->second.shape, torch::TensorOptions().dtype(*dtype));
+    std::memcpy(out.data_ptr(), base, it->second.end - it->second.begin);
+    if (as.has_value() && *as != *dtype) out = out.to(*as);
+    return out;
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat(path_, ": tensor ", Quote(name), ": ", CleanErrorText(e.what(), 200)));
+  }
 }
 
 absl::StatusOr<torch::Tensor> SafetensorsFile::MapTensor(
     std::shared_ptr<const SafetensorsFile> file, const std::string& name) {
   auto it = file->tensors_.find(name);
   if (it == file->tensors_.end()) {
-    return absl::NotFoundError(absl::StrCat(file->path_, ": missing tensor '", name, "'"));
+    return absl::NotFoundError(absl::StrCat(file->path_, ": missing tensor ", Quote(name)));
   }
   auto dtype = DtypeFromString(it->second.dtype);
   if (!dtype.ok()) return dtype.status();
   char* base = static_cast<char*>(file->map_) + file->data_offset_ + it->second.begin;
   if (reinterpret_cast<uintptr_t>(base) % c10::elementSize(*dtype) != 0) return file->Get(name);
-  return torch::from_blob(base, it->second.shape, [file](void*) {},
-                          torch::TensorOptions().dtype(*dtype));
+  try {
+    return torch::from_blob(
+        base, it->second.shape, [file](void*) {}, torch::TensorOptions().dtype(*dtype));
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat(file->path_, ": tensor ", Quote(name), ": ", CleanErrorText(e.what(), 200)));
+  }
 }
 
 absl::Status WriteSafetensors(const std::string& path,

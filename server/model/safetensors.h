@@ -6,8 +6,8 @@
 #include <torch/torch.h>
 
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +25,10 @@ struct TensorInfo {
 
 // A safetensors file mapped read-only. Tensors returned by Get() are copies
 // (so they outlive the mapping) converted to the requested dtype.
+// Open() and FromBytes() validate the whole header (at most 100 MiB) before any tensor is
+// touched: every entry's shape, dtype and offsets must agree and lie inside the data.
+// Anything wrong is an InvalidArgument with a short message (values from the input are
+// quoted and cut); Open() gives NotFound when the file cannot be opened.
 class SafetensorsFile {
  public:
   static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
