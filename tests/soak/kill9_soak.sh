@@ -6,7 +6,7 @@
 # SELECT on the image features. The outcome must equal an uninterrupted reference run
 # on a second data dir with the same inputs:
 #   (a) every feature chunk file (features/<dataset>/image and prompt_<name>) and the
-#       prompt artifact (prompts/<name>.safetensors) byte for byte (sha256),
+#       prompt artifact (prompts/<name>.<job>.safetensors) byte for byte (sha256),
 #   (b) the picks of both selections, in order (CSV of rank,item_id,path,cluster,score),
 #   (c) `PRAGMA integrity_check` of updp.db is `ok` (after every kill and at the end),
 #   (d) no job is left QUEUED, RUNNING, INTERRUPTED (or FAILED, CANCELLED).
@@ -357,8 +357,10 @@ read -r ok n < <(same_sha "features/$DATASET/image/chunk_" "$chunks")
 result "(a) image feature chunks" "$ok" "$n chunk files (expected $chunks)"
 read -r ok n < <(same_sha "features/$DATASET/prompt_$PROMPT/chunk_" "$chunks")
 result "(a) prompt feature chunks" "$ok" "$n chunk files (expected $chunks)"
-read -r ok n < <(same_sha "prompts/$PROMPT.safetensors" 1)
-result "(a) prompt artifact" "$ok" "prompts/$PROMPT.safetensors"
+# The learning job writes prompts/<name>.<job id>.safetensors (its own file; the store row
+# is the commit).
+read -r ok n < <(same_sha "prompts/$PROMPT\\.job-[0-9]+\\.safetensors" 1)
+result "(a) prompt artifact" "$ok" "prompts/$PROMPT.<job>.safetensors ($n file)"
 result "(a) all feature/prompt files" "$(bool cmp -s "$R/sha256.txt" "$S/sha256.txt")" \
   "$(wc -l <"$R/sha256.txt") files"
 for strat in updp kmeans; do
