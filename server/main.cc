@@ -21,13 +21,17 @@ ABSL_FLAG(std::string, model_dir, "",
           "BLIP-2 checkpoint folder (config.json, model.safetensors, vocab.txt); empty: no "
           "model, only datasets that bring their own embeddings");
 ABSL_FLAG(std::string, device, "cpu", "cpu | cuda | cuda:N");
-ABSL_FLAG(std::string, precision, "auto", "vision encoder dtype: auto (bf16 on CUDA) | fp32 | bf16 | fp16");
-ABSL_FLAG(std::string, attention, "auto",
-          "attention kernel: auto (fused scaled-dot-product attention on LibTorch >= 2) | math | sdpa");
-ABSL_FLAG(bool, cuda_graphs, true, "replay the image encoder as CUDA graphs per batch shape (CUDA only)");
-ABSL_FLAG(std::string, qformer_precision, "auto",
-          "Q-Former dtype when embedding images: auto (bf16 with a bf16 ViT on CUDA) | fp32 | bf16; "
-          "prompt learning always runs it in fp32");
+ABSL_FLAG(std::string, precision, "auto",
+          "vision encoder dtype: auto (bf16 on CUDA) | fp32 | bf16 | fp16");
+ABSL_FLAG(
+    std::string, attention, "auto",
+    "attention kernel: auto (fused scaled-dot-product attention on LibTorch >= 2) | math | sdpa");
+ABSL_FLAG(bool, cuda_graphs, true,
+          "replay the image encoder as CUDA graphs per batch shape (CUDA only)");
+ABSL_FLAG(
+    std::string, qformer_precision, "auto",
+    "Q-Former dtype when embedding images: auto (bf16 with a bf16 ViT on CUDA) | fp32 | bf16; "
+    "prompt learning always runs it in fp32");
 ABSL_FLAG(bool, fused_gelu, true,
           "CUDA, bf16/fp16 ViT: fc1+GELU as one GEMM with cuBLASLt's tanh-GELU epilogue "
           "(false: the exact GELU as a separate kernel; fp32 always uses the exact form)");
@@ -84,7 +88,8 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  const std::string address = absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
+  const std::string address =
+      absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   updp::app::AppOptions ao;
   ao.rpc.pool_threads = absl::GetFlag(FLAGS_rpc_threads);
   ao.rpc.pool_queue = absl::GetFlag(FLAGS_rpc_queue);

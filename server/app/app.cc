@@ -5,8 +5,7 @@
 namespace updp::app {
 
 absl::StatusOr<std::unique_ptr<App>> App::Start(const core::ServerOptions& options,
-                                                const std::string& address,
-                                                core::Metrics* metrics,
+                                                const std::string& address, core::Metrics* metrics,
                                                 const AppOptions& app_options) {
   std::unique_ptr<App> a(new App());
   auto core = core::ServerCore::Create(options, metrics);

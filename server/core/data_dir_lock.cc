@@ -33,9 +33,9 @@ absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::Acquire(const std::str
     ::close(fd);
     std::string holder = n > 0 ? std::string(absl::StripAsciiWhitespace(std::string(buf, n))) : "?";
     if (err == EWOULDBLOCK) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "data_dir: '", data_dir, "' is in use by another updp-server (pid ", holder,
-          "); two servers on one data_dir would corrupt each other's state"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("data_dir: '", data_dir, "' is in use by another updp-server (pid ", holder,
+                       "); two servers on one data_dir would corrupt each other's state"));
     }
     return absl::FailedPreconditionError(
         absl::StrCat("data_dir: cannot lock '", path, "': ", std::strerror(err)));

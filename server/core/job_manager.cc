@@ -58,7 +58,8 @@ JobManager::JobManager(Store* store, Metrics* metrics, JobManagerOptions options
 JobManager::~JobManager() { Shutdown(-1); }
 
 void JobManager::RegisterKind(JobKind kind, Lane lane, JobFn fn) {
-  RegisterKind(kind, [lane](const JobInfo&) { return lane; }, std::move(fn));
+  RegisterKind(
+      kind, [lane](const JobInfo&) { return lane; }, std::move(fn));
 }
 
 void JobManager::RegisterKind(JobKind kind, LaneFn lane, JobFn fn) {
@@ -189,7 +190,8 @@ absl::StatusOr<JobInfo> JobManager::Resume(const std::string& id) {
                        "; only INTERRUPTED, CANCELLED or FAILED jobs can be resumed"));
     }
     if (!kinds_.count(job->kind)) {
-      return absl::UnimplementedError(absl::StrCat(JobKindName(job->kind), " jobs are not available"));
+      return absl::UnimplementedError(
+          absl::StrCat(JobKindName(job->kind), " jobs are not available"));
     }
     if (static_cast<int>(DepthLocked()) >= options_.queue_capacity) {
       if (metrics_) metrics_->queue_rejections->Increment();

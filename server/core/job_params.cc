@@ -10,10 +10,14 @@ using nlohmann::json;
 
 const char* JobKindName(JobKind k) {
   switch (k) {
-    case JobKind::kEmbed: return "EMBED";
-    case JobKind::kLearnPrompt: return "LEARN_PROMPT";
-    case JobKind::kSelect: return "SELECT";
-    default: return "UNSPECIFIED";
+    case JobKind::kEmbed:
+      return "EMBED";
+    case JobKind::kLearnPrompt:
+      return "LEARN_PROMPT";
+    case JobKind::kSelect:
+      return "SELECT";
+    default:
+      return "UNSPECIFIED";
   }
 }
 
@@ -29,15 +33,20 @@ std::string ParamsToJson(const JobParams& p) {
   if (auto* e = std::get_if<EmbedParams>(&p)) {
     j = {{"batch_size", e->batch_size}, {"chunk_size", e->chunk_size}};
   } else if (auto* l = std::get_if<LearnPromptParams>(&p)) {
-    j = {{"prompt_name", l->prompt_name}, {"num_context", l->num_context},
-         {"num_clusters", l->num_clusters}, {"intended_budget", l->intended_budget},
-         {"epochs", l->epochs}, {"batch_size", l->batch_size},
-         {"learning_rate", l->learning_rate}, {"views", l->views},
-         {"seed", l->seed}, {"init_phrase", l->init_phrase},
+    j = {{"prompt_name", l->prompt_name},
+         {"num_context", l->num_context},
+         {"num_clusters", l->num_clusters},
+         {"intended_budget", l->intended_budget},
+         {"epochs", l->epochs},
+         {"batch_size", l->batch_size},
+         {"learning_rate", l->learning_rate},
+         {"views", l->views},
+         {"seed", l->seed},
+         {"init_phrase", l->init_phrase},
          {"max_train_items", l->max_train_items}};
   } else if (auto* s = std::get_if<SelectParams>(&p)) {
-    j = {{"strategy", s->strategy}, {"budget", s->budget},       {"seed", s->seed},
-         {"features", s->features}, {"prompt", s->prompt},       {"labeled_ids", s->labeled_ids},
+    j = {{"strategy", s->strategy}, {"budget", s->budget}, {"seed", s->seed},
+         {"features", s->features}, {"prompt", s->prompt}, {"labeled_ids", s->labeled_ids},
          {"rule", s->rule}};
   }
   // Replace invalid UTF-8 (ids are client strings) instead of throwing.
@@ -47,7 +56,8 @@ std::string ParamsToJson(const JobParams& p) {
 absl::StatusOr<JobParams> ParamsFromJson(JobKind kind, const std::string& text) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) {
-    return absl::DataLossError(absl::StrCat("stored ", JobKindName(kind), " parameters are not a JSON object"));
+    return absl::DataLossError(
+        absl::StrCat("stored ", JobKindName(kind), " parameters are not a JSON object"));
   }
   // value() throws on a type mismatch; this is the one JSON boundary, so convert here.
   try {
@@ -88,7 +98,8 @@ absl::StatusOr<JobParams> ParamsFromJson(JobKind kind, const std::string& text) 
         break;
     }
   } catch (const std::exception& e) {
-    return absl::DataLossError(absl::StrCat("stored ", JobKindName(kind), " parameters: ", e.what()));
+    return absl::DataLossError(
+        absl::StrCat("stored ", JobKindName(kind), " parameters: ", e.what()));
   }
   return absl::DataLossError("stored job of unknown kind");
 }

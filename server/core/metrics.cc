@@ -41,8 +41,8 @@ class ProcessCollector : public prometheus::Collectable {
     long pages_total = 0, pages_resident = 0;
     statm >> pages_total >> pages_resident;
     const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
-    gauge("process_resident_memory_bytes", "Resident memory size in bytes.",
-          pages_resident * page, prometheus::MetricType::Gauge);
+    gauge("process_resident_memory_bytes", "Resident memory size in bytes.", pages_resident * page,
+          prometheus::MetricType::Gauge);
     gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", pages_total * page,
           prometheus::MetricType::Gauge);
     std::ifstream stat("/proc/self/stat");
@@ -83,45 +83,104 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
   using prometheus::BuildGauge;
   using prometheus::BuildHistogram;
   auto& r = *registry_;
-  rpc_total_ = &BuildCounter().Name("updp_grpc_requests_total")
-                    .Help("gRPC requests handled, by method and status code.").Register(r);
-  rpc_seconds_ = &BuildHistogram().Name("updp_grpc_request_duration_seconds")
-                      .Help("gRPC request latency (streams: until the stream closes).").Register(r);
-  jobs_gauge_ = &BuildGauge().Name("updp_jobs").Help("Jobs currently queued or running, by kind and state.").Register(r);
-  jobs_finished_ = &BuildCounter().Name("updp_jobs_finished_total")
-                        .Help("Jobs that reached a terminal state, by kind and outcome.").Register(r);
-  job_seconds_ = &BuildHistogram().Name("updp_job_duration_seconds")
-                      .Help("Wall time of finished job runs, by kind.").Register(r);
-  select_seconds_ = &BuildHistogram().Name("updp_selection_duration_seconds")
-                         .Help("Time of the selection algorithm, by strategy.").Register(r);
-  model_info_ = &BuildGauge().Name("updp_model_info")
-                     .Help("Loaded model (constant 1; labels describe it).").Register(r);
-  queue_depth = &BuildGauge().Name("updp_queue_depth").Help("Jobs waiting in the queue.").Register(r).Add({});
-  queue_rejections = &BuildCounter().Name("updp_queue_rejections_total")
-                          .Help("Job submissions refused because the queue was full.").Register(r).Add({});
-  images_decoded = &BuildCounter().Name("updp_images_decoded_total").Help("Images decoded.").Register(r).Add({});
-  images_embedded = &BuildCounter().Name("updp_images_embedded_total").Help("Images embedded by BLIP-2.").Register(r).Add({});
-  images_failed = &BuildCounter().Name("updp_images_failed_total")
-                       .Help("Images skipped because they were missing, unreadable or corrupt.").Register(r).Add({});
-  embedding_rate = &BuildGauge().Name("updp_embedding_rate_images_per_second")
-                        .Help("Current embedding throughput of the running EMBED job.").Register(r).Add({});
-  prompt_loss = &BuildGauge().Name("updp_prompt_learning_loss")
-                     .Help("Last epoch's total loss of the running LEARN_PROMPT job.").Register(r).Add({});
-  prompt_epoch = &BuildGauge().Name("updp_prompt_learning_epoch")
-                      .Help("Epoch of the running LEARN_PROMPT job.").Register(r).Add({});
-  model_loaded = &BuildGauge().Name("updp_model_loaded")
-                      .Help("1 when the BLIP-2 model is loaded and serving.").Register(r).Add({});
-  device_memory_allocated = &BuildGauge().Name("updp_device_memory_allocated_bytes")
-      .Help("Device memory held by tensors (CUDA caching allocator); 0 on CPU.").Register(r).Add({});
-  device_memory_reserved = &BuildGauge().Name("updp_device_memory_reserved_bytes")
-      .Help("Device memory reserved by the CUDA caching allocator; 0 on CPU.").Register(r).Add({});
-  device_memory_peak_allocated = &BuildGauge().Name("updp_device_memory_peak_allocated_bytes")
-      .Help("Highest device memory held by tensors since start; 0 on CPU.").Register(r).Add({});
-  device_memory_peak_reserved = &BuildGauge().Name("updp_device_memory_peak_reserved_bytes")
-      .Help("Highest device memory reserved by the CUDA caching allocator since start; 0 on CPU.")
-      .Register(r).Add({});
-  BuildGauge().Name("updp_build_info").Help("Build information (constant 1).").Register(r)
-      .Add({{"version", "0.1.0"}, {"compiler", __VERSION__}}).Set(1);
+  rpc_total_ = &BuildCounter()
+                    .Name("updp_grpc_requests_total")
+                    .Help("gRPC requests handled, by method and status code.")
+                    .Register(r);
+  rpc_seconds_ = &BuildHistogram()
+                      .Name("updp_grpc_request_duration_seconds")
+                      .Help("gRPC request latency (streams: until the stream closes).")
+                      .Register(r);
+  jobs_gauge_ = &BuildGauge()
+                     .Name("updp_jobs")
+                     .Help("Jobs currently queued or running, by kind and state.")
+                     .Register(r);
+  jobs_finished_ = &BuildCounter()
+                        .Name("updp_jobs_finished_total")
+                        .Help("Jobs that reached a terminal state, by kind and outcome.")
+                        .Register(r);
+  job_seconds_ = &BuildHistogram()
+                      .Name("updp_job_duration_seconds")
+                      .Help("Wall time of finished job runs, by kind.")
+                      .Register(r);
+  select_seconds_ = &BuildHistogram()
+                         .Name("updp_selection_duration_seconds")
+                         .Help("Time of the selection algorithm, by strategy.")
+                         .Register(r);
+  model_info_ = &BuildGauge()
+                     .Name("updp_model_info")
+                     .Help("Loaded model (constant 1; labels describe it).")
+                     .Register(r);
+  queue_depth =
+      &BuildGauge().Name("updp_queue_depth").Help("Jobs waiting in the queue.").Register(r).Add({});
+  queue_rejections = &BuildCounter()
+                          .Name("updp_queue_rejections_total")
+                          .Help("Job submissions refused because the queue was full.")
+                          .Register(r)
+                          .Add({});
+  images_decoded =
+      &BuildCounter().Name("updp_images_decoded_total").Help("Images decoded.").Register(r).Add({});
+  images_embedded = &BuildCounter()
+                         .Name("updp_images_embedded_total")
+                         .Help("Images embedded by BLIP-2.")
+                         .Register(r)
+                         .Add({});
+  images_failed = &BuildCounter()
+                       .Name("updp_images_failed_total")
+                       .Help("Images skipped because they were missing, unreadable or corrupt.")
+                       .Register(r)
+                       .Add({});
+  embedding_rate = &BuildGauge()
+                        .Name("updp_embedding_rate_images_per_second")
+                        .Help("Current embedding throughput of the running EMBED job.")
+                        .Register(r)
+                        .Add({});
+  prompt_loss = &BuildGauge()
+                     .Name("updp_prompt_learning_loss")
+                     .Help("Last epoch's total loss of the running LEARN_PROMPT job.")
+                     .Register(r)
+                     .Add({});
+  prompt_epoch = &BuildGauge()
+                      .Name("updp_prompt_learning_epoch")
+                      .Help("Epoch of the running LEARN_PROMPT job.")
+                      .Register(r)
+                      .Add({});
+  model_loaded = &BuildGauge()
+                      .Name("updp_model_loaded")
+                      .Help("1 when the BLIP-2 model is loaded and serving.")
+                      .Register(r)
+                      .Add({});
+  device_memory_allocated =
+      &BuildGauge()
+           .Name("updp_device_memory_allocated_bytes")
+           .Help("Device memory held by tensors (CUDA caching allocator); 0 on CPU.")
+           .Register(r)
+           .Add({});
+  device_memory_reserved =
+      &BuildGauge()
+           .Name("updp_device_memory_reserved_bytes")
+           .Help("Device memory reserved by the CUDA caching allocator; 0 on CPU.")
+           .Register(r)
+           .Add({});
+  device_memory_peak_allocated =
+      &BuildGauge()
+           .Name("updp_device_memory_peak_allocated_bytes")
+           .Help("Highest device memory held by tensors since start; 0 on CPU.")
+           .Register(r)
+           .Add({});
+  device_memory_peak_reserved = &BuildGauge()
+                                     .Name("updp_device_memory_peak_reserved_bytes")
+                                     .Help(
+                                         "Highest device memory reserved by the CUDA caching "
+                                         "allocator since start; 0 on CPU.")
+                                     .Register(r)
+                                     .Add({});
+  BuildGauge()
+      .Name("updp_build_info")
+      .Help("Build information (constant 1).")
+      .Register(r)
+      .Add({{"version", "0.1.0"}, {"compiler", __VERSION__}})
+      .Set(1);
   process_ = std::make_shared<ProcessCollector>();
 }
 
@@ -182,7 +241,8 @@ void Metrics::SelectionFinished(const std::string& strategy, double seconds) {
 
 void Metrics::SetModelInfo(const std::string& name, const std::string& checkpoint,
                            const std::string& device, const std::string& dtype) {
-  model_info_->Add({{"name", name}, {"checkpoint", checkpoint}, {"device", device}, {"dtype", dtype}})
+  model_info_
+      ->Add({{"name", name}, {"checkpoint", checkpoint}, {"device", device}, {"dtype", dtype}})
       .Set(1);
 }
 

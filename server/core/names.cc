@@ -13,9 +13,9 @@ absl::Status ValidateName(const std::string& field, const std::string& name) {
     ok = absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
   }
   if (!ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": ", Quote(name),
-        " must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", Quote(name),
+                     " must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit"));
   }
   return absl::OkStatus();
 }
@@ -23,8 +23,8 @@ absl::Status ValidateName(const std::string& field, const std::string& name) {
 absl::StatusOr<std::string> ChildPath(const std::string& parent, const std::string& component) {
   if (parent.empty() || component.empty() || component == "." || component == ".." ||
       component.find('/') != std::string::npos || component.find('\0') != std::string::npos) {
-    return absl::InternalError(
-        absl::StrCat("refusing to derive a path from ", Quote(component), " under ", Quote(parent)));
+    return absl::InternalError(absl::StrCat("refusing to derive a path from ", Quote(component),
+                                            " under ", Quote(parent)));
   }
   return parent + "/" + component;
 }

@@ -20,8 +20,7 @@ PathPolicy::PathPolicy(std::vector<std::string> roots) {
 
 bool PathPolicy::Allowed(const std::string& canonical) const {
   for (const auto& root : roots_) {
-    if (canonical == root || root == "/" ||
-        absl::StartsWith(canonical, root + "/")) {
+    if (canonical == root || root == "/" || absl::StartsWith(canonical, root + "/")) {
       return true;
     }
   }
@@ -45,7 +44,8 @@ absl::StatusOr<std::string> PathPolicy::Resolve(const std::string& field,
   }
   fs::path canon = fs::canonical(abs, ec);
   if (ec) {
-    return absl::NotFoundError(absl::StrCat(field, ": cannot resolve '", path, "': ", ec.message()));
+    return absl::NotFoundError(
+        absl::StrCat(field, ": cannot resolve '", path, "': ", ec.message()));
   }
   if (!Allowed(canon.string())) {
     return absl::PermissionDeniedError(absl::StrCat(

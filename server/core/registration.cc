@@ -48,14 +48,16 @@ class ItemAdder {
 absl::StatusOr<std::string> ReadRequestFile(const std::string& field, const std::string& path) {
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat(field, ": ", Quote(path, 200), ": ", std::strerror(errno)));
+    return absl::NotFoundError(
+        absl::StrCat(field, ": ", Quote(path, 200), ": ", std::strerror(errno)));
   }
   if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": ", Quote(path, 200), " is not a regular file"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", Quote(path, 200), " is not a regular file"));
   }
   if (st.st_size > kMaxListFileBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": ", Quote(path, 200), " is larger than ",
-                                                   kMaxListFileBytes >> 20, " MiB"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", Quote(path, 200), " is larger than ", kMaxListFileBytes >> 20, " MiB"));
   }
   auto text = ReadFile(path);
   if (!text.ok()) return absl::NotFoundError(absl::StrCat(field, ": ", text.status().message()));
@@ -67,12 +69,14 @@ absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::
   if (!root.ok()) return root.status();
   std::error_code ec;
   if (!fs::is_directory(*root, ec)) {
-    return absl::InvalidArgumentError(absl::StrCat("images.path: ", Quote(path, 200), " is not a directory"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("images.path: ", Quote(path, 200), " is not a directory"));
   }
   ItemList list;
   list.source_path = *root;
   std::vector<std::string> files;
-  for (auto it = fs::recursive_directory_iterator(*root, fs::directory_options::skip_permission_denied, ec);
+  for (auto it = fs::recursive_directory_iterator(
+           *root, fs::directory_options::skip_permission_denied, ec);
        !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     std::error_code fec;
     if (!it->is_regular_file(fec)) continue;
@@ -80,7 +84,8 @@ absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::
     if (kImageExtensions.count(ext)) files.push_back(it->path().string());
   }
   if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat("images.path: cannot list ", Quote(path, 200), ": ", ec.message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("images.path: cannot list ", Quote(path, 200), ": ", ec.message()));
   }
   std::sort(files.begin(), files.end());
   if (files.empty()) {
@@ -136,7 +141,8 @@ absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string
     if (!resolved.ok()) list.failed.push_back({id, item_path, "file does not exist"});
   }
   if (list.items.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("manifest.path: ", Quote(path, 200), " lists no items"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("manifest.path: ", Quote(path, 200), " lists no items"));
   }
   return list;
 }

@@ -71,8 +71,8 @@ absl::Status ServerCore::Recover() {
     if (!ids.ok()) return ids.status();
     if (auto s = RemoveDatasetFiles(name, *ids); !s.ok()) return s;
     if (auto s = store_->RemoveDataset(name); !s.ok()) return s;
-    std::cerr << "updp-server: dataset '" << name << "': "
-              << (state == DatasetState::kRegistering ? "registration" : "deletion")
+    std::cerr << "updp-server: dataset '" << name
+              << "': " << (state == DatasetState::kRegistering ? "registration" : "deletion")
               << " left unfinished by a stopped server was "
               << (state == DatasetState::kRegistering ? "rolled back" : "completed") << "\n";
   }
@@ -215,9 +215,9 @@ absl::StatusOr<DatasetInfo> ServerCore::Register(const std::string& name, Source
     chunk.count = *rows;
   }
   if (auto s = store_->AddItems(name, list.items); !s.ok()) return s;
-  if (auto s = store_->CommitDataset(name, list.source_path, static_cast<int64_t>(list.items.size()),
-                                     list.failed, kUserEmbeddings,
-                                     kind == SourceKind::kEmbeddings ? &chunk : nullptr);
+  if (auto s = store_->CommitDataset(
+          name, list.source_path, static_cast<int64_t>(list.items.size()), list.failed,
+          kUserEmbeddings, kind == SourceKind::kEmbeddings ? &chunk : nullptr);
       !s.ok()) {
     return s;
   }
@@ -229,7 +229,9 @@ absl::StatusOr<DatasetInfo> ServerCore::GetDataset(const std::string& name) {
   return store_->GetDataset(name);
 }
 
-absl::StatusOr<std::vector<DatasetInfo>> ServerCore::ListDatasets() { return store_->ListDatasets(); }
+absl::StatusOr<std::vector<DatasetInfo>> ServerCore::ListDatasets() {
+  return store_->ListDatasets();
+}
 
 absl::Status ServerCore::DeleteDataset(const std::string& name) {
   if (auto s = ValidateName("name", name); !s.ok()) return s;
@@ -273,15 +275,19 @@ absl::StatusOr<JobInfo> ServerCore::LearnPrompt(const std::string& dataset, Lear
   if (p.num_context < 1 || p.num_context > 64) {
     return absl::InvalidArgumentError("num_context: must be in 1..64");
   }
-  if (p.epochs < 1 || p.epochs > 10000) return absl::InvalidArgumentError("epochs: must be in 1..10000");
+  if (p.epochs < 1 || p.epochs > 10000)
+    return absl::InvalidArgumentError("epochs: must be in 1..10000");
   if (p.batch_size < 2) return absl::InvalidArgumentError("batch_size: must be >= 2");
   if (p.views < 2 || p.views > 16) return absl::InvalidArgumentError("views: must be in 2..16");
   if (!(p.learning_rate > 0)) return absl::InvalidArgumentError("learning_rate: must be > 0");
   if (p.num_clusters < 0 || p.intended_budget < 0 || p.max_train_items < 0) {
-    return absl::InvalidArgumentError("num_clusters, intended_budget and max_train_items must be >= 0");
+    return absl::InvalidArgumentError(
+        "num_clusters, intended_budget and max_train_items must be >= 0");
   }
-  if (p.init_phrase.size() > 1000) return absl::InvalidArgumentError("init_phrase: longer than 1000 bytes");
-  p.num_clusters = p.num_clusters > 0 ? p.num_clusters : (p.intended_budget > 0 ? p.intended_budget : 100);
+  if (p.init_phrase.size() > 1000)
+    return absl::InvalidArgumentError("init_phrase: longer than 1000 bytes");
+  p.num_clusters =
+      p.num_clusters > 0 ? p.num_clusters : (p.intended_budget > 0 ? p.intended_budget : 100);
   if (p.num_clusters < 2) return absl::InvalidArgumentError("num_clusters: must be >= 2");
   // The store reserves the prompt name with the job (ALREADY_EXISTS when taken).
   return jobs_->Submit(dataset, p);
@@ -291,7 +297,7 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
   if (auto s = ValidateName("dataset", dataset); !s.ok()) return s;
   auto d = store_->GetDataset(dataset);
   if (!d.ok()) return d.status();
-  static const std::set<std::string> kStrategies = {"random", "kmeans",   "kcenter", "typiclust",
+  static const std::set<std::string> kStrategies = {"random", "kmeans",   "kcenter",   "typiclust",
                                                     "usl",    "activeft", "probcover", "updp"};
   if (!kStrategies.count(p.strategy)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -301,18 +307,20 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
   if (p.budget <= 0) return absl::InvalidArgumentError("budget: must be > 0");
   if (p.rule.empty()) p.rule = "kmeans";
   if (p.rule != "kmeans" && p.rule != "cluster-head") {
-    return absl::InvalidArgumentError(absl::StrCat("rule: ", Quote(p.rule), " is not one of kmeans, cluster-head"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("rule: ", Quote(p.rule), " is not one of kmeans, cluster-head"));
   }
   if (p.rule == "cluster-head" && p.strategy != "updp") {
     return absl::InvalidArgumentError("rule: cluster-head applies to the updp strategy only");
   }
   if (d->num_items > 0 && d->num_failed >= d->num_items) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "dataset: every one of the ", d->num_items, " items of '", dataset,
-        "' is missing or failed to decode; there is nothing to select from"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset: every one of the ", d->num_items, " items of '", dataset,
+                     "' is missing or failed to decode; there is nothing to select from"));
   }
   if (p.strategy == "updp") {
-    if (p.prompt.empty()) return absl::InvalidArgumentError("prompt: the updp strategy needs a prompt");
+    if (p.prompt.empty())
+      return absl::InvalidArgumentError("prompt: the updp strategy needs a prompt");
     if (auto s = ValidateName("prompt", p.prompt); !s.ok()) return s;
     if (auto pr = store_->GetPrompt(p.prompt); !pr.ok()) return pr.status();
     if (d->source_kind == SourceKind::kEmbeddings) {
@@ -325,12 +333,13 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
     if (p.features.empty()) {
       p.features = d->source_kind == SourceKind::kEmbeddings ? kUserEmbeddings : kImageFeatures;
     }
-    const bool known = std::find(d->feature_sources.begin(), d->feature_sources.end(), p.features) !=
-                       d->feature_sources.end();
+    const bool known = std::find(d->feature_sources.begin(), d->feature_sources.end(),
+                                 p.features) != d->feature_sources.end();
     if (!known) {
       if (p.features == kImageFeatures) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "features: dataset '", dataset, "' has no image features yet; run StartEmbedding first"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("features: dataset '", dataset,
+                         "' has no image features yet; run StartEmbedding first"));
       }
       return absl::FailedPreconditionError(absl::StrCat(
           "features: dataset '", dataset, "' has no feature source ", Quote(p.features)));
@@ -348,20 +357,22 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
     }
   }
   if (p.labeled_ids.size() > kMaxLabeledIds) {
-    return absl::InvalidArgumentError(absl::StrCat("labeled_ids: more than ", kMaxLabeledIds, " ids"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("labeled_ids: more than ", kMaxLabeledIds, " ids"));
   }
   if (!p.labeled_ids.empty()) {
     auto unknown = store_->UnknownItemIds(dataset, p.labeled_ids, 1);
     if (!unknown.ok()) return unknown.status();
     if (!unknown->empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("labeled_ids: unknown item id ", Quote(unknown->front())));
+      return absl::InvalidArgumentError(
+          absl::StrCat("labeled_ids: unknown item id ", Quote(unknown->front())));
     }
   }
   return jobs_->Submit(dataset, p);
 }
 
-absl::StatusOr<std::vector<JobInfo>> ServerCore::ListJobs(const std::string& dataset, JobState state,
-                                                          int limit) {
+absl::StatusOr<std::vector<JobInfo>> ServerCore::ListJobs(const std::string& dataset,
+                                                          JobState state, int limit) {
   return store_->ListJobs(dataset, state, limit <= 0 ? 100 : std::min(limit, 10000));
 }
 
@@ -409,11 +420,13 @@ absl::StatusOr<std::string> ServerCore::PromptArtifact(const std::string& name) 
   auto p = store_->GetPrompt(name);
   if (!p.ok()) return p.status();
   auto bytes = ReadFile(p->path);
-  if (!bytes.ok()) return absl::DataLossError(absl::StrCat("prompt '", name, "': artifact missing"));
+  if (!bytes.ok())
+    return absl::DataLossError(absl::StrCat("prompt '", name, "': artifact missing"));
   return bytes;
 }
 
-absl::StatusOr<std::pair<PromptInfo, std::string>> ServerCore::ExportPrompt(const std::string& name) {
+absl::StatusOr<std::pair<PromptInfo, std::string>> ServerCore::ExportPrompt(
+    const std::string& name) {
   if (auto s = ValidateName("name", name); !s.ok()) return s;
   auto p = store_->GetPrompt(name);
   if (!p.ok()) return p.status();
@@ -457,7 +470,8 @@ absl::StatusOr<PromptInfo> ServerCore::ImportPrompt(const std::string& name,
   p.config_json = meta->config_json;
   p.created_ms = NowMs();
   static std::atomic<uint64_t> counter{0};
-  auto path = PromptPath(options_.data_dir, name, absl::StrCat("import-", p.created_ms, "-", counter++));
+  auto path =
+      PromptPath(options_.data_dir, name, absl::StrCat("import-", p.created_ms, "-", counter++));
   if (!path.ok()) return path.status();
   p.path = *path;
   if (auto s = WriteFileAtomically(p.path, bytes); !s.ok()) return s;

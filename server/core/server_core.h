@@ -27,8 +27,8 @@ struct ServerOptions {
   std::string model_dir;  // empty: no model (only bring-your-own-embeddings datasets)
   std::string device = "cpu";
   std::string precision = "auto";
-  std::string attention = "auto";  // auto | math | sdpa
-  bool cuda_graphs = true;         // replay the image path as CUDA graphs on CUDA
+  std::string attention = "auto";          // auto | math | sdpa
+  bool cuda_graphs = true;                 // replay the image path as CUDA graphs on CUDA
   std::string qformer_precision = "auto";  // Q-Former dtype on the image path
   bool fused_gelu = true;                  // tanh-GELU GEMM epilogue (CUDA, bf16 ViT)
   std::vector<std::string> allowed_roots;
@@ -65,8 +65,7 @@ class ServerCore {
   bool Shutdown(int64_t grace_ms);
 
   absl::StatusOr<DatasetInfo> RegisterDataset(const std::string& name, SourceKind kind,
-                                              const std::string& path,
-                                              const std::string& ids_path);
+                                              const std::string& path, const std::string& ids_path);
   absl::StatusOr<DatasetInfo> GetDataset(const std::string& name);
   absl::StatusOr<std::vector<DatasetInfo>> ListDatasets();
   // Removes the dataset's rows, features, jobs, selections and job folders.
@@ -89,7 +88,8 @@ class ServerCore {
   // For job bodies: where a dataset's feature source and a job's working files live
   // (checked to stay under data_dir), a stored prompt's artifact, and the commit of
   // a learned prompt (ALREADY_EXISTS if its name was taken meanwhile).
-  absl::StatusOr<std::string> FeatureDir(const std::string& dataset, const std::string& source) const;
+  absl::StatusOr<std::string> FeatureDir(const std::string& dataset,
+                                         const std::string& source) const;
   absl::StatusOr<std::string> JobDir(const std::string& job_id) const;
   absl::StatusOr<std::string> PromptArtifact(const std::string& name);
   absl::Status StoreLearnedPrompt(PromptInfo info, const std::string& bytes,

@@ -198,16 +198,19 @@ constexpr const char* kPromptCols =
     "name, dataset, model_identity, num_context, num_clusters, config_json, path, created_ms";
 
 PromptInfo ReadPrompt(Stmt& s) {
-  return PromptInfo{s.Text(0), s.Text(1), s.Text(2), static_cast<int>(s.Int(3)),
-                    static_cast<int>(s.Int(4)), s.Text(5), s.Text(6), s.Int(7)};
+  return PromptInfo{
+      s.Text(0), s.Text(1), s.Text(2), static_cast<int>(s.Int(3)), static_cast<int>(s.Int(4)),
+      s.Text(5), s.Text(6), s.Int(7)};
 }
 
 absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
-  Stmt s(db, "SELECT name, source_kind, source_path, num_items, created_ms FROM datasets "
-             "WHERE name=? AND state=1;");
+  Stmt s(db,
+         "SELECT name, source_kind, source_path, num_items, created_ms FROM datasets "
+         "WHERE name=? AND state=1;");
   s.Bind(1, name);
   int rc = s.Step();
-  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("dataset: ", Quote(name), " not found"));
+  if (rc == SQLITE_DONE)
+    return absl::NotFoundError(absl::StrCat("dataset: ", Quote(name), " not found"));
   if (rc != SQLITE_ROW) return SqlError(db, "read dataset");
   DatasetInfo d;
   d.name = s.Text(0);
@@ -219,7 +222,9 @@ absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
   c.Bind(1, name);
   if (c.Step() != SQLITE_ROW) return SqlError(db, "count failed items");
   d.num_failed = c.Int(0);
-  Stmt f(db, "SELECT item_id, path, error FROM failed_items WHERE dataset=? ORDER BY item_id LIMIT 100;");
+  Stmt f(
+      db,
+      "SELECT item_id, path, error FROM failed_items WHERE dataset=? ORDER BY item_id LIMIT 100;");
   f.Bind(1, name);
   while ((rc = f.Step()) == SQLITE_ROW) d.failed_items.push_back({f.Text(0), f.Text(1), f.Text(2)});
   if (rc != SQLITE_DONE) return SqlError(db, "read failed items");
@@ -262,7 +267,9 @@ class Store::ReadLease {
 // A write transaction on the writer connection; rolled back unless committed.
 class Store::Tx {
  public:
-  explicit Tx(Store* s) : lock_(s->write_mu_), db_(s->db_) { status_ = Exec(db_, "BEGIN IMMEDIATE;"); }
+  explicit Tx(Store* s) : lock_(s->write_mu_), db_(s->db_) {
+    status_ = Exec(db_, "BEGIN IMMEDIATE;");
+  }
   ~Tx() {
     if (status_.ok() && !done_) Exec(db_, "ROLLBACK;").IgnoreError();
   }
@@ -290,13 +297,20 @@ int64_t NowMs() {
 
 const char* JobStateName(JobState s) {
   switch (s) {
-    case JobState::kQueued: return "QUEUED";
-    case JobState::kRunning: return "RUNNING";
-    case JobState::kSucceeded: return "SUCCEEDED";
-    case JobState::kFailed: return "FAILED";
-    case JobState::kCancelled: return "CANCELLED";
-    case JobState::kInterrupted: return "INTERRUPTED";
-    default: return "UNSPECIFIED";
+    case JobState::kQueued:
+      return "QUEUED";
+    case JobState::kRunning:
+      return "RUNNING";
+    case JobState::kSucceeded:
+      return "SUCCEEDED";
+    case JobState::kFailed:
+      return "FAILED";
+    case JobState::kCancelled:
+      return "CANCELLED";
+    case JobState::kInterrupted:
+      return "INTERRUPTED";
+    default:
+      return "UNSPECIFIED";
   }
 }
 
@@ -305,8 +319,8 @@ bool IsLegalTransition(JobState from, JobState to) {
     case JobState::kQueued:
       return to == JobState::kRunning || to == JobState::kCancelled;
     case JobState::kRunning:
-      return to == JobState::kSucceeded || to == JobState::kFailed ||
-             to == JobState::kCancelled || to == JobState::kInterrupted;
+      return to == JobState::kSucceeded || to == JobState::kFailed || to == JobState::kCancelled ||
+             to == JobState::kInterrupted;
     case JobState::kInterrupted:
     case JobState::kCancelled:
     case JobState::kFailed:
@@ -333,8 +347,8 @@ absl::StatusOr<std::unique_ptr<Store>> Store::Open(const std::string& data_dir) 
         absl::StrCat("data_dir: cannot open database '", path, "': ", sqlite3_errmsg(s->db_)));
   }
   sqlite3_busy_timeout(s->db_, 5000);
-  for (const char* pragma : {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=NORMAL;",
-                             "PRAGMA foreign_keys=ON;"}) {
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL;", "PRAGMA synchronous=NORMAL;", "PRAGMA foreign_keys=ON;"}) {
     if (auto st = Exec(s->db_, pragma); !st.ok()) {
       return absl::FailedPreconditionError(absl::StrCat("data_dir: ", path, ": ", st.message()));
     }
@@ -399,9 +413,9 @@ absl::Status Store::Migrate() {
     version = static_cast<int>(s.Int(0));
   }
   if (version > kSchemaVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("data_dir: database schema version ", version,
-                     " is newer than this server's ", kSchemaVersion));
+    return absl::FailedPreconditionError(absl::StrCat("data_dir: database schema version ", version,
+                                                      " is newer than this server's ",
+                                                      kSchemaVersion));
   }
   for (int v = version; v < kSchemaVersion; ++v) {
     Tx tx(this);
@@ -424,16 +438,19 @@ absl::Status Store::ReserveDataset(const DatasetInfo& d) {
   int rc = q.Step();
   if (rc == SQLITE_ROW) {
     const auto state = static_cast<DatasetState>(q.Int(0));
-    return absl::AlreadyExistsError(absl::StrCat(
-        "name: dataset ", Quote(d.name),
-        state == DatasetState::kReady         ? " already exists"
-        : state == DatasetState::kRegistering ? " is being registered by another call"
-                                              : " is being deleted"));
+    return absl::AlreadyExistsError(absl::StrCat("name: dataset ", Quote(d.name),
+                                                 state == DatasetState::kReady ? " already exists"
+                                                 : state == DatasetState::kRegistering
+                                                     ? " is being registered by another call"
+                                                     : " is being deleted"));
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "look up dataset");
-  Stmt ins(db_, "INSERT INTO datasets(name, source_kind, source_path, num_items, created_ms, state) "
-                "VALUES(?,?,?,0,?,0);");
-  ins.Bind(1, d.name).Bind(2, static_cast<int64_t>(d.source_kind)).Bind(3, d.source_path)
+  Stmt ins(db_,
+           "INSERT INTO datasets(name, source_kind, source_path, num_items, created_ms, state) "
+           "VALUES(?,?,?,0,?,0);");
+  ins.Bind(1, d.name)
+      .Bind(2, static_cast<int64_t>(d.source_kind))
+      .Bind(3, d.source_path)
       .Bind(4, d.created_ms);
   if (auto s = ins.Run("insert dataset"); !s.ok()) return s;
   return tx.Commit();
@@ -455,20 +472,24 @@ absl::Status Store::AddItems(const std::string& dataset, const std::vector<ItemR
 }
 
 absl::Status Store::CommitDataset(const std::string& dataset, const std::string& source_path,
-                                  int64_t num_items,
-                                  const std::vector<FailedItemRow>& failed,
+                                  int64_t num_items, const std::vector<FailedItemRow>& failed,
                                   const std::string& chunk_source, const FeatureChunk* chunk) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  Stmt fi(db_, "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
+  Stmt fi(db_,
+          "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
   for (const auto& r : failed) {
     fi.Bind(1, dataset).Bind(2, r.item_id).Bind(3, r.path).Bind(4, r.error);
     if (auto s = fi.Run("insert failed item"); !s.ok()) return s;
     fi.Reset();
   }
   if (chunk) {
-    Stmt c(db_, "INSERT INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
-    c.Bind(1, dataset).Bind(2, chunk_source).Bind(3, chunk->chunk).Bind(4, chunk->count)
+    Stmt c(db_,
+           "INSERT INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
+    c.Bind(1, dataset)
+        .Bind(2, chunk_source)
+        .Bind(3, chunk->chunk)
+        .Bind(4, chunk->count)
         .Bind(5, chunk->path);
     if (auto s = c.Run("insert feature chunk"); !s.ok()) return s;
   }
@@ -476,7 +497,8 @@ absl::Status Store::CommitDataset(const std::string& dataset, const std::string&
   up.Bind(1, num_items).Bind(2, source_path).Bind(3, dataset);
   if (auto s = up.Run("commit dataset"); !s.ok()) return s;
   if (sqlite3_changes(db_) != 1) {
-    return absl::InternalError(absl::StrCat("dataset ", Quote(dataset), " was not being registered"));
+    return absl::InternalError(
+        absl::StrCat("dataset ", Quote(dataset), " was not being registered"));
   }
   return tx.Commit();
 }
@@ -492,13 +514,15 @@ absl::StatusOr<std::vector<std::string>> Store::BeginDeleteDataset(const std::st
   }
   if (rc != SQLITE_ROW) return SqlError(db_, "look up dataset");
   if (q.Int(0) == static_cast<int>(DatasetState::kDeleting)) {
-    return absl::FailedPreconditionError(absl::StrCat("name: dataset ", Quote(name), " is being deleted"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: dataset ", Quote(name), " is being deleted"));
   }
   Stmt busy(db_, "SELECT id FROM jobs WHERE dataset=? AND state IN (1, 2) LIMIT 1;");
   busy.Bind(1, name);
   rc = busy.Step();
   if (rc == SQLITE_ROW) {
-    return absl::FailedPreconditionError(absl::StrCat("name: dataset ", Quote(name), " has a queued or running job (",
+    return absl::FailedPreconditionError(absl::StrCat("name: dataset ", Quote(name),
+                                                      " has a queued or running job (",
                                                       busy.Text(0), "); cancel it first"));
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "look up jobs");
@@ -537,7 +561,8 @@ absl::StatusOr<std::vector<std::pair<std::string, DatasetState>>> Store::Unfinis
   Stmt s(r.db(), "SELECT name, state FROM datasets WHERE state != 1 ORDER BY name;");
   std::vector<std::pair<std::string, DatasetState>> out;
   int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) out.emplace_back(s.Text(0), static_cast<DatasetState>(s.Int(1)));
+  while ((rc = s.Step()) == SQLITE_ROW)
+    out.emplace_back(s.Text(0), static_cast<DatasetState>(s.Int(1)));
   if (rc != SQLITE_DONE) return SqlError(r.db(), "list unfinished datasets");
   return out;
 }
@@ -614,7 +639,8 @@ absl::Status Store::AddFailedItems(const std::string& dataset,
                                    const std::vector<FailedItemRow>& rows) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  Stmt fi(db_, "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
+  Stmt fi(db_,
+          "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
   for (const auto& r : rows) {
     fi.Bind(1, dataset).Bind(2, r.item_id).Bind(3, r.path).Bind(4, r.error);
     if (auto s = fi.Run("insert failed item"); !s.ok()) return s;
@@ -627,7 +653,9 @@ absl::Status Store::AddFeatureChunk(const std::string& dataset, const std::strin
                                     const FeatureChunk& c) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  Stmt s(db_, "INSERT OR REPLACE INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
+  Stmt s(db_,
+         "INSERT OR REPLACE INTO feature_chunks(dataset, source, chunk, count, path) "
+         "VALUES(?,?,?,?,?);");
   s.Bind(1, dataset).Bind(2, source).Bind(3, c.chunk).Bind(4, c.count).Bind(5, c.path);
   if (auto st = s.Run("insert feature chunk"); !st.ok()) return st;
   return tx.Commit();
@@ -638,7 +666,9 @@ absl::StatusOr<std::vector<FeatureChunk>> Store::FeatureChunks(const std::string
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
   std::vector<FeatureChunk> out;
-  Stmt s(r.db(), "SELECT chunk, count, path FROM feature_chunks WHERE dataset=? AND source=? ORDER BY chunk;");
+  Stmt s(
+      r.db(),
+      "SELECT chunk, count, path FROM feature_chunks WHERE dataset=? AND source=? ORDER BY chunk;");
   s.Bind(1, dataset).Bind(2, source);
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), s.Int(1), s.Text(2)});
@@ -654,8 +684,9 @@ namespace {
 // Reserves `name` for `job_id` (a LEARN_PROMPT job) or stores a READY prompt row
 // (job_id empty), inside the caller's write transaction.
 absl::Status ClaimPromptName(sqlite3* db, const PromptInfo& p, const std::string& job_id) {
-  Stmt q(db, "SELECT p.state, p.job_id, j.state FROM prompts p LEFT JOIN jobs j ON j.id = p.job_id "
-             "WHERE p.name=?;");
+  Stmt q(db,
+         "SELECT p.state, p.job_id, j.state FROM prompts p LEFT JOIN jobs j ON j.id = p.job_id "
+         "WHERE p.name=?;");
   q.Bind(1, p.name);
   int rc = q.Step();
   if (rc == SQLITE_ROW) {
@@ -663,11 +694,13 @@ absl::Status ClaimPromptName(sqlite3* db, const PromptInfo& p, const std::string
     const std::string owner = q.Text(1);
     const auto owner_state = q.IsNull(2) ? JobState::kFailed : static_cast<JobState>(q.Int(2));
     if (!learning) {
-      return absl::AlreadyExistsError(absl::StrCat("prompt_name: prompt ", Quote(p.name), " already exists"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("prompt_name: prompt ", Quote(p.name), " already exists"));
     }
     if (owner_state != JobState::kFailed && owner_state != JobState::kCancelled) {
-      return absl::AlreadyExistsError(absl::StrCat("prompt_name: ", Quote(p.name), " is being learned by ",
-                                                   owner, " (", JobStateName(owner_state), ")"));
+      return absl::AlreadyExistsError(absl::StrCat("prompt_name: ", Quote(p.name),
+                                                   " is being learned by ", owner, " (",
+                                                   JobStateName(owner_state), ")"));
     }
     Stmt d(db, "DELETE FROM prompts WHERE name=?;");  // take over a dead reservation
     d.Bind(1, p.name);
@@ -675,11 +708,19 @@ absl::Status ClaimPromptName(sqlite3* db, const PromptInfo& p, const std::string
   } else if (rc != SQLITE_DONE) {
     return SqlError(db, "look up prompt");
   }
-  Stmt s(db, "INSERT INTO prompts(name, dataset, model_identity, num_context, num_clusters, "
-             "config_json, path, created_ms, state, job_id) VALUES(?,?,?,?,?,?,?,?,?,?);");
-  s.Bind(1, p.name).Bind(2, p.dataset).Bind(3, p.model_identity).Bind(4, p.num_context)
-      .Bind(5, p.num_clusters).Bind(6, p.config_json).Bind(7, p.path).Bind(8, p.created_ms)
-      .Bind(9, job_id.empty() ? kPromptReady : kPromptLearning).Bind(10, job_id);
+  Stmt s(db,
+         "INSERT INTO prompts(name, dataset, model_identity, num_context, num_clusters, "
+         "config_json, path, created_ms, state, job_id) VALUES(?,?,?,?,?,?,?,?,?,?);");
+  s.Bind(1, p.name)
+      .Bind(2, p.dataset)
+      .Bind(3, p.model_identity)
+      .Bind(4, p.num_context)
+      .Bind(5, p.num_clusters)
+      .Bind(6, p.config_json)
+      .Bind(7, p.path)
+      .Bind(8, p.created_ms)
+      .Bind(9, job_id.empty() ? kPromptReady : kPromptLearning)
+      .Bind(10, job_id);
   return s.Run("insert prompt");
 }
 
@@ -697,7 +738,8 @@ absl::StatusOr<JobInfo> Store::CreateJob(const std::string& dataset, const JobPa
     }
     if (rc != SQLITE_ROW) return SqlError(db_, "look up dataset");
     if (q.Int(0) != 1) {
-      return absl::FailedPreconditionError(absl::StrCat("dataset: ", Quote(dataset), " is being deleted"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("dataset: ", Quote(dataset), " is being deleted"));
     }
   }
   int64_t seq = 1;
@@ -721,16 +763,23 @@ absl::StatusOr<JobInfo> Store::CreateJob(const std::string& dataset, const JobPa
     reservation.created_ms = j.created_ms;
     if (auto s = ClaimPromptName(db_, reservation, j.id); !s.ok()) return s;
   }
-  Stmt s(db_, "INSERT INTO jobs(seq, id, kind, state, dataset, params_json, created_ms) VALUES(?,?,?,?,?,?,?);");
-  s.Bind(1, seq).Bind(2, j.id).Bind(3, static_cast<int64_t>(j.kind))
-      .Bind(4, static_cast<int64_t>(j.state)).Bind(5, dataset).Bind(6, j.params_json)
+  Stmt s(db_,
+         "INSERT INTO jobs(seq, id, kind, state, dataset, params_json, created_ms) "
+         "VALUES(?,?,?,?,?,?,?);");
+  s.Bind(1, seq)
+      .Bind(2, j.id)
+      .Bind(3, static_cast<int64_t>(j.kind))
+      .Bind(4, static_cast<int64_t>(j.state))
+      .Bind(5, dataset)
+      .Bind(6, j.params_json)
       .Bind(7, j.created_ms);
   if (auto st = s.Run("insert job"); !st.ok()) return st;
   if (auto st = tx.Commit(); !st.ok()) return st;
   return j;
 }
 
-absl::Status Store::Transition(const std::string& id, JobState from, JobState to, const JobInfo& j) {
+absl::Status Store::Transition(const std::string& id, JobState from, JobState to,
+                               const JobInfo& j) {
   if (!IsLegalTransition(from, to)) {
     return absl::InternalError(absl::StrCat("job_id: '", id, "': illegal transition ",
                                             JobStateName(from), " -> ", JobStateName(to)));
@@ -740,30 +789,40 @@ absl::Status Store::Transition(const std::string& id, JobState from, JobState to
   Stmt s(db_,
          "UPDATE jobs SET state=?1, stage=?2, done=?3, total=?4, rate=?5, message=?6, loss=?7, "
          "started_ms=?8, finished_ms=?9, error=?10, result_json=?11 WHERE id=?12 AND state=?13 "
-         "AND (?1 != 1 OR EXISTS (SELECT 1 FROM datasets d WHERE d.name = jobs.dataset AND d.state = 1));");
-  s.Bind(1, static_cast<int64_t>(to)).Bind(2, j.progress.stage).Bind(3, j.progress.done)
-      .Bind(4, j.progress.total).Bind(5, j.progress.rate).Bind(6, j.progress.message);
+         "AND (?1 != 1 OR EXISTS (SELECT 1 FROM datasets d WHERE d.name = jobs.dataset AND d.state "
+         "= 1));");
+  s.Bind(1, static_cast<int64_t>(to))
+      .Bind(2, j.progress.stage)
+      .Bind(3, j.progress.done)
+      .Bind(4, j.progress.total)
+      .Bind(5, j.progress.rate)
+      .Bind(6, j.progress.message);
   if (j.progress.loss.has_value()) {
     s.Bind(7, *j.progress.loss);
   } else {
     s.BindNull(7);
   }
-  s.Bind(8, j.started_ms).Bind(9, j.finished_ms).Bind(10, j.error).Bind(11, j.result_json)
-      .Bind(12, id).Bind(13, static_cast<int64_t>(from));
+  s.Bind(8, j.started_ms)
+      .Bind(9, j.finished_ms)
+      .Bind(10, j.error)
+      .Bind(11, j.result_json)
+      .Bind(12, id)
+      .Bind(13, static_cast<int64_t>(from));
   if (auto st = s.Run("transition job"); !st.ok()) return st;
   if (sqlite3_changes(db_) == 1) return tx.Commit();
   Stmt q(db_, "SELECT state FROM jobs WHERE id=?;");
   q.Bind(1, id);
   const int rc = q.Step();
-  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job_id: ", Quote(id), " not found"));
+  if (rc == SQLITE_DONE)
+    return absl::NotFoundError(absl::StrCat("job_id: ", Quote(id), " not found"));
   if (rc != SQLITE_ROW) return SqlError(db_, "read job state");
   const auto now = static_cast<JobState>(q.Int(0));
   if (now == from) {
     return absl::FailedPreconditionError(
         absl::StrCat("job_id: '", id, "': its dataset is being deleted"));
   }
-  return absl::FailedPreconditionError(absl::StrCat("job_id: '", id, "' is ", JobStateName(now),
-                                                    ", not ", JobStateName(from)));
+  return absl::FailedPreconditionError(
+      absl::StrCat("job_id: '", id, "' is ", JobStateName(now), ", not ", JobStateName(from)));
 }
 
 absl::Status Store::UpdateProgress(const JobInfo& j) {
@@ -772,8 +831,11 @@ absl::Status Store::UpdateProgress(const JobInfo& j) {
   Stmt s(db_,
          "UPDATE jobs SET stage=?, done=?, total=?, rate=?, message=?, loss=?, result_json=? "
          "WHERE id=? AND state=2;");
-  s.Bind(1, j.progress.stage).Bind(2, j.progress.done).Bind(3, j.progress.total)
-      .Bind(4, j.progress.rate).Bind(5, j.progress.message);
+  s.Bind(1, j.progress.stage)
+      .Bind(2, j.progress.done)
+      .Bind(3, j.progress.total)
+      .Bind(4, j.progress.rate)
+      .Bind(5, j.progress.message);
   if (j.progress.loss.has_value()) {
     s.Bind(6, *j.progress.loss);
   } else {
@@ -790,7 +852,8 @@ absl::StatusOr<JobInfo> Store::GetJob(const std::string& id) {
   Stmt s(r.db(), absl::StrCat("SELECT ", kJobCols, " FROM jobs WHERE id=?;"));
   s.Bind(1, id);
   const int rc = s.Step();
-  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("job_id: ", Quote(id), " not found"));
+  if (rc == SQLITE_DONE)
+    return absl::NotFoundError(absl::StrCat("job_id: ", Quote(id), " not found"));
   if (rc != SQLITE_ROW) return SqlError(r.db(), "read job");
   return ReadJob(s);
 }
@@ -799,9 +862,10 @@ absl::StatusOr<std::vector<JobInfo>> Store::ListJobs(const std::string& dataset,
                                                      int limit) {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
-  Stmt s(r.db(), absl::StrCat("SELECT ", kJobCols,
-                              " FROM jobs WHERE (?1 = '' OR dataset = ?1) AND (?2 = 0 OR state = ?2) "
-                              "ORDER BY seq DESC LIMIT ?3;"));
+  Stmt s(r.db(),
+         absl::StrCat("SELECT ", kJobCols,
+                      " FROM jobs WHERE (?1 = '' OR dataset = ?1) AND (?2 = 0 OR state = ?2) "
+                      "ORDER BY seq DESC LIMIT ?3;"));
   s.Bind(1, dataset).Bind(2, static_cast<int64_t>(state)).Bind(3, static_cast<int64_t>(limit));
   std::vector<JobInfo> out;
   int rc;
@@ -817,7 +881,8 @@ absl::StatusOr<std::vector<JobInfo>> Store::ListJobs(const std::string& dataset,
 absl::StatusOr<std::vector<std::tuple<JobKind, JobState, int>>> Store::CountActiveJobs() {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
-  Stmt s(r.db(), "SELECT kind, state, COUNT(*) FROM jobs WHERE state IN (1, 2) GROUP BY kind, state;");
+  Stmt s(r.db(),
+         "SELECT kind, state, COUNT(*) FROM jobs WHERE state IN (1, 2) GROUP BY kind, state;");
   std::vector<std::tuple<JobKind, JobState, int>> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) {
@@ -832,8 +897,9 @@ absl::StatusOr<int> Store::MarkRunningInterrupted() {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
   // RUNNING -> INTERRUPTED, the legal transition for "the process died under it".
-  Stmt s(db_, "UPDATE jobs SET state=6, message='server stopped while the job ran; ResumeJob "
-              "continues it' WHERE state=2;");
+  Stmt s(db_,
+         "UPDATE jobs SET state=6, message='server stopped while the job ran; ResumeJob "
+         "continues it' WHERE state=2;");
   if (auto st = s.Run("mark interrupted"); !st.ok()) return st;
   const int n = sqlite3_changes(db_);
   if (auto st = tx.Commit(); !st.ok()) return st;
@@ -843,16 +909,24 @@ absl::StatusOr<int> Store::MarkRunningInterrupted() {
 // ---------------------------------------------------------------------------
 // Selections
 
-absl::Status Store::SaveSelection(const std::string& job_id, const std::vector<SelectionRow>& rows) {
+absl::Status Store::SaveSelection(const std::string& job_id,
+                                  const std::vector<SelectionRow>& rows) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
   Stmt del(db_, "DELETE FROM selections WHERE job_id=?;");
   del.Bind(1, job_id);
   if (auto s = del.Run("clear selection"); !s.ok()) return s;
-  Stmt ins(db_, "INSERT INTO selections(job_id, rank, item_idx, item_id, path, cluster, score) VALUES(?,?,?,?,?,?,?);");
+  Stmt ins(db_,
+           "INSERT INTO selections(job_id, rank, item_idx, item_id, path, cluster, score) "
+           "VALUES(?,?,?,?,?,?,?);");
   for (const auto& r : rows) {
-    ins.Bind(1, job_id).Bind(2, r.rank).Bind(3, r.item_idx).Bind(4, r.item_id).Bind(5, r.path)
-        .Bind(6, r.cluster).Bind(7, r.score);
+    ins.Bind(1, job_id)
+        .Bind(2, r.rank)
+        .Bind(3, r.item_idx)
+        .Bind(4, r.item_id)
+        .Bind(5, r.path)
+        .Bind(6, r.cluster)
+        .Bind(7, r.score);
     if (auto s = ins.Run("insert selection"); !s.ok()) return s;
     ins.Reset();
   }
@@ -863,8 +937,9 @@ absl::StatusOr<std::vector<SelectionRow>> Store::GetSelection(const std::string&
                                                               int64_t offset, int64_t limit) {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
-  Stmt s(r.db(), "SELECT rank, item_idx, item_id, path, cluster, score FROM selections WHERE job_id=? "
-                 "ORDER BY rank LIMIT ? OFFSET ?;");
+  Stmt s(r.db(),
+         "SELECT rank, item_idx, item_id, path, cluster, score FROM selections WHERE job_id=? "
+         "ORDER BY rank LIMIT ? OFFSET ?;");
   s.Bind(1, job_id).Bind(2, limit).Bind(3, offset);
   std::vector<SelectionRow> out;
   int rc;
@@ -897,11 +972,19 @@ absl::Status Store::CreatePrompt(const PromptInfo& p) {
 absl::Status Store::CommitLearnedPrompt(const PromptInfo& p, const std::string& job_id) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  Stmt s(db_, "UPDATE prompts SET state=1, dataset=?, model_identity=?, num_context=?, "
-              "num_clusters=?, config_json=?, path=?, created_ms=?, job_id='' "
-              "WHERE name=? AND state=0 AND job_id=?;");
-  s.Bind(1, p.dataset).Bind(2, p.model_identity).Bind(3, p.num_context).Bind(4, p.num_clusters)
-      .Bind(5, p.config_json).Bind(6, p.path).Bind(7, p.created_ms).Bind(8, p.name).Bind(9, job_id);
+  Stmt s(db_,
+         "UPDATE prompts SET state=1, dataset=?, model_identity=?, num_context=?, "
+         "num_clusters=?, config_json=?, path=?, created_ms=?, job_id='' "
+         "WHERE name=? AND state=0 AND job_id=?;");
+  s.Bind(1, p.dataset)
+      .Bind(2, p.model_identity)
+      .Bind(3, p.num_context)
+      .Bind(4, p.num_clusters)
+      .Bind(5, p.config_json)
+      .Bind(6, p.path)
+      .Bind(7, p.created_ms)
+      .Bind(8, p.name)
+      .Bind(9, job_id);
   if (auto st = s.Run("commit prompt"); !st.ok()) return st;
   if (sqlite3_changes(db_) != 1) {
     return absl::AlreadyExistsError(absl::StrCat("prompt_name: ", Quote(p.name),
@@ -917,7 +1000,8 @@ absl::StatusOr<PromptInfo> Store::GetPrompt(const std::string& name) {
   Stmt s(r.db(), absl::StrCat("SELECT ", kPromptCols, " FROM prompts WHERE name=? AND state=1;"));
   s.Bind(1, name);
   const int rc = s.Step();
-  if (rc == SQLITE_DONE) return absl::NotFoundError(absl::StrCat("prompt: ", Quote(name), " not found"));
+  if (rc == SQLITE_DONE)
+    return absl::NotFoundError(absl::StrCat("prompt: ", Quote(name), " not found"));
   if (rc != SQLITE_ROW) return SqlError(r.db(), "read prompt");
   return ReadPrompt(s);
 }
@@ -925,7 +1009,8 @@ absl::StatusOr<PromptInfo> Store::GetPrompt(const std::string& name) {
 absl::StatusOr<std::vector<PromptInfo>> Store::ListPrompts() {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
-  Stmt s(r.db(), absl::StrCat("SELECT ", kPromptCols, " FROM prompts WHERE state=1 ORDER BY name;"));
+  Stmt s(r.db(),
+         absl::StrCat("SELECT ", kPromptCols, " FROM prompts WHERE state=1 ORDER BY name;"));
   std::vector<PromptInfo> out;
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadPrompt(s));

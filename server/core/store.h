@@ -45,8 +45,7 @@ class Store {
   absl::Status AddItems(const std::string& dataset, const std::vector<ItemRow>& items);
   // One transaction: failed items, the optional feature chunk, state READY.
   absl::Status CommitDataset(const std::string& dataset, const std::string& source_path,
-                             int64_t num_items,
-                             const std::vector<FailedItemRow>& failed,
+                             int64_t num_items, const std::vector<FailedItemRow>& failed,
                              const std::string& chunk_source, const FeatureChunk* chunk);
   // Marks a READY dataset DELETING, atomically with checking that none of its jobs is
   // queued or running (FAILED_PRECONDITION otherwise). Returns its job ids (their

@@ -51,9 +51,11 @@ absl::StatusOr<std::pair<torch::Tensor, std::vector<int64_t>>> LoadFeatures(
   int64_t at = 0;
   for (size_t k = 0; k < files.size(); ++k) {
     auto part = files[k]->Get("features", dtype);
-    if (!part.ok()) return absl::DataLossError(absl::StrCat(chunks[k].path, ": ", part.status().message()));
+    if (!part.ok())
+      return absl::DataLossError(absl::StrCat(chunks[k].path, ": ", part.status().message()));
     auto idx = files[k]->Get("index", torch::kLong);
-    if (!idx.ok()) return absl::DataLossError(absl::StrCat(chunks[k].path, ": ", idx.status().message()));
+    if (!idx.ok())
+      return absl::DataLossError(absl::StrCat(chunks[k].path, ": ", idx.status().message()));
     x.narrow(0, at, part->size(0)).copy_(*part);
     at += part->size(0);
     auto a = idx->accessor<int64_t, 1>();

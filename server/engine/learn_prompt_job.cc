@@ -116,24 +116,25 @@ absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
       if (!failed.empty()) {
         if (auto s = store.AddFailedItems(job.dataset, failed); !s.ok()) return s;
       }
-      torch::Tensor part = views.empty()
-                               ? torch::empty({0, cfg.views, vc.num_positions(), vc.hidden_size},
-                                              torch::kBFloat16)
-                               : torch::cat(views, 0);
+      torch::Tensor part =
+          views.empty()
+              ? torch::empty({0, cfg.views, vc.num_positions(), vc.hidden_size}, torch::kBFloat16)
+              : torch::cat(views, 0);
       if (auto s = model::WriteSafetensors(path, {{"views", part}}); !s.ok()) return s;
     }
     auto f = model::SafetensorsFile::Open(path);
     if (!f.ok()) return f.status();
     // The chunk files stay on disk, memory-mapped: training reads them without a copy.
-    auto v = model::SafetensorsFile::MapTensor(std::shared_ptr<const model::SafetensorsFile>(std::move(*f)),
-                                               "views");
+    auto v = model::SafetensorsFile::MapTensor(
+        std::shared_ptr<const model::SafetensorsFile>(std::move(*f)), "views");
     if (!v.ok()) return v.status();
     cache_parts.push_back(*v);
   }
   int64_t cached = 0;
   for (const auto& part : cache_parts) cached += part.size(0);
   if (cached < 2) {
-    return absl::FailedPreconditionError("dataset: fewer than 2 decodable images to learn a prompt from");
+    return absl::FailedPreconditionError(
+        "dataset: fewer than 2 decodable images to learn a prompt from");
   }
   // On CUDA the cache goes to the device in one piece when it fits in 80 % of the free
   // device memory; otherwise (and on the CPU) batches are read from the memory-mapped
@@ -147,11 +148,12 @@ absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
     }
   }
 #endif
-  prompt::ViewCache cache = on_device
-                                ? prompt::ViewCache(torch::cat(cache_parts, 0).to(model_->options().device))
-                                : prompt::ViewCache(cache_parts);
+  prompt::ViewCache cache =
+      on_device ? prompt::ViewCache(torch::cat(cache_parts, 0).to(model_->options().device))
+                : prompt::ViewCache(cache_parts);
 
-  prompt::PromptTrainer trainer(*model_, prompt::PromptModule::Create(*model_, *tokenizer_, cfg), cfg);
+  prompt::PromptTrainer trainer(*model_, prompt::PromptModule::Create(*model_, *tokenizer_, cfg),
+                                cfg);
   if (fs::exists(dir + "/checkpoint.safetensors", ec)) {
     if (auto s = trainer.LoadCheckpoint(dir); !s.ok()) return s;
   }
@@ -159,7 +161,8 @@ absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
   pr.total = cfg.epochs;
   const auto start = std::chrono::steady_clock::now();
   while (trainer.epochs_done() < cfg.epochs) {
-    auto st = trainer.RunEpoch(cache, [&] { return ctx.Cancelled(); }, nullptr);
+    auto st = trainer.RunEpoch(
+        cache, [&] { return ctx.Cancelled(); }, nullptr);
     if (!st.has_value()) return absl::OkStatus();  // resumes from the last checkpoint
     if (auto s = trainer.SaveCheckpoint(dir); !s.ok()) return s;
     pr.done = st->epoch;
@@ -188,8 +191,11 @@ absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
   if (auto s = core_->StoreLearnedPrompt(info, *bytes, job.id); !s.ok()) return s;
   json hist = json::array();
   for (const auto& h : trainer.history()) {
-    hist.push_back({{"epoch", h.epoch}, {"loss", h.loss}, {"instance", h.instance_loss},
-                    {"cluster", h.cluster_loss}, {"entropy_term", h.entropy_term},
+    hist.push_back({{"epoch", h.epoch},
+                    {"loss", h.loss},
+                    {"instance", h.instance_loss},
+                    {"cluster", h.cluster_loss},
+                    {"entropy_term", h.entropy_term},
                     {"usage_entropy", h.usage_entropy}});
   }
   ctx.SetResult(json{{"prompt", name}, {"train_items", cache.size()}, {"history", hist}}.dump());

@@ -112,7 +112,8 @@ absl::StatusOr<core::PromptMeta> ModelEngine::CheckPrompt(const std::string& art
   auto meta = prompt::PromptModule::ReadMetadata(artifact);
   if (!meta.ok()) return CleanStatus(meta.status());
   if (!Ready()) {
-    return absl::UnavailableError("the BLIP-2 model is still loading; retry when health reports SERVING");
+    return absl::UnavailableError(
+        "the BLIP-2 model is still loading; retry when health reports SERVING");
   }
   auto loaded = prompt::PromptModule::Load(artifact, *model_);
   if (!loaded.ok()) return CleanStatus(loaded.status());
@@ -129,11 +130,12 @@ absl::StatusOr<int64_t> ModelEngine::ImportEmbeddings(const std::string& npy,
                                                       const std::string& chunk_path) {
   auto h = model::ReadNpyHeader(npy);
   if (!h.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", CleanErrorText(h.status().message())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("embeddings.path: ", CleanErrorText(h.status().message())));
   }
   if (h->descr != "<f4" && h->descr != "<f2") {
-    return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", npy, ": dtype ", Quote(h->descr),
-                                                   " is not float32 or float16"));
+    return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", npy, ": dtype ",
+                                                   Quote(h->descr), " is not float32 or float16"));
   }
   if (h->shape.size() != 2 || h->shape[0] == 0 || h->shape[1] == 0) {
     return absl::InvalidArgumentError(
@@ -141,7 +143,8 @@ absl::StatusOr<int64_t> ModelEngine::ImportEmbeddings(const std::string& npy,
   }
   auto x = model::MapNpy(npy);
   if (!x.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", CleanErrorText(x.status().message())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("embeddings.path: ", CleanErrorText(x.status().message())));
   }
   // NaN/Inf check in blocks: never a float32 copy of the whole matrix.
   const int64_t n = h->shape[0];
@@ -158,8 +161,8 @@ absl::StatusOr<int64_t> ModelEngine::ImportEmbeddings(const std::string& npy,
   std::vector<int64_t> index(n);
   std::iota(index.begin(), index.end(), 0);
   // User embeddings keep their dtype (no float16 rounding of float32 inputs).
-  if (auto s = model::WriteSafetensors(chunk_path, {{"features", *x},
-                                                    {"index", torch::tensor(index, torch::kLong)}});
+  if (auto s = model::WriteSafetensors(
+          chunk_path, {{"features", *x}, {"index", torch::tensor(index, torch::kLong)}});
       !s.ok()) {
     return s;
   }
@@ -198,13 +201,14 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
     std::vector<std::string> paths;
     for (int64_t i = begin; i < end; ++i) paths.push_back(items[i].path);
     const int64_t base_done = pr.done;
-    auto enc = encoder_->EncodeAll(paths, p.batch_size, [&] { return ctx.Cancelled(); },
-                                   [&](int64_t d, int64_t) {
-                                     pr.done = base_done + d;
-                                     pr.rate = (processed + d) / std::max(1e-9, Seconds(start));
-                                     if (metrics) metrics->embedding_rate->Set(pr.rate);
-                                     ctx.SetProgress(pr);
-                                   });
+    auto enc = encoder_->EncodeAll(
+        paths, p.batch_size, [&] { return ctx.Cancelled(); },
+        [&](int64_t d, int64_t) {
+          pr.done = base_done + d;
+          pr.rate = (processed + d) / std::max(1e-9, Seconds(start));
+          if (metrics) metrics->embedding_rate->Set(pr.rate);
+          ctx.SetProgress(pr);
+        });
     if (enc.cancelled) return absl::OkStatus();  // the partial chunk is dropped
     std::vector<int64_t> index;
     for (int i : enc.ok) index.push_back(begin + i);

@@ -82,7 +82,8 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
       for (int64_t i = b; i < std::min(end, b + bs); ++i) paths.push_back(items[i].path);
       // One decode and one ViT pass feed both the image and the prompted features.
       model::PreparedBatch pb = encoder_->Prepare(paths);
-      for (auto& [i, err] : pb.errors) failed.push_back({items[b + i].item_id, items[b + i].path, err});
+      for (auto& [i, err] : pb.errors)
+        failed.push_back({items[b + i].item_id, items[b + i].path, err});
       for (int i : pb.ok) index.push_back(b + i);
       if (pb.ok.empty()) continue;
       torch::InferenceMode guard;
@@ -101,7 +102,8 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
       return v.empty() ? torch::empty({0, d}) : torch::cat(v, 0);
     };
     if (!have_image.count(c)) {
-      auto path = WriteChunk(*image_dir, c, cat(image, model_->config().image_text_hidden_size), index);
+      auto path =
+          WriteChunk(*image_dir, c, cat(image, model_->config().image_text_hidden_size), index);
       if (!path.ok()) return path.status();
       if (auto s = store.AddFeatureChunk(dataset, core::kImageFeatures,
                                          {c, static_cast<int64_t>(index.size()), *path});
@@ -111,7 +113,8 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
     }
     auto path = WriteChunk(*prompt_dir, c, cat(joint, 0), index);
     if (!path.ok()) return path.status();
-    if (auto s = store.AddFeatureChunk(dataset, source, {c, static_cast<int64_t>(index.size()), *path});
+    if (auto s =
+            store.AddFeatureChunk(dataset, source, {c, static_cast<int64_t>(index.size()), *path});
         !s.ok()) {
       return s;
     }
@@ -141,12 +144,13 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   if (!loaded.ok()) return loaded.status();
   auto& [x, index] = *loaded;
   if (x.size(0) == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "dataset: no item of '", job.dataset, "' has features (all ", items.size(),
-        " are missing or failed to decode); there is nothing to select from"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset: no item of '", job.dataset, "' has features (all ", items.size(),
+                     " are missing or failed to decode); there is nothing to select from"));
   }
   std::unordered_map<std::string, int64_t> row_of_id;
-  for (size_t r = 0; r < index.size(); ++r) row_of_id[items[index[r]].item_id] = static_cast<int64_t>(r);
+  for (size_t r = 0; r < index.size(); ++r)
+    row_of_id[items[index[r]].item_id] = static_cast<int64_t>(r);
   select::SelectOptions o;
   o.strategy = p.strategy == "updp" ? "kmeans" : p.strategy;
   o.budget = p.budget;
@@ -216,8 +220,13 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   done.stage = "done";
   done.done = done.total = static_cast<int64_t>(rows.size());
   ctx.SetProgress(done);
-  ctx.SetResult(json{{"picks", rows.size()}, {"features", p.features}, {"rows", x.size(0)},
-                     {"dim", x.size(1)}, {"seconds", secs}}.dump());
+  ctx.SetResult(json{
+      {"picks", rows.size()},
+      {"features", p.features},
+      {"rows", x.size(0)},
+      {"dim", x.size(1)},
+      {"seconds",
+       secs}}.dump());
   return absl::OkStatus();
 }
 

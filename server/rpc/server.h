@@ -18,8 +18,8 @@ namespace updp::rpc {
 class UpdpServiceImpl;
 
 struct RpcOptions {
-  int pool_threads = 8;         // request work (registrations, imports, submits)
-  int pool_queue = 256;         // queued request work beyond which RESOURCE_EXHAUSTED
+  int pool_threads = 8;               // request work (registrations, imports, submits)
+  int pool_queue = 256;               // queued request work beyond which RESOURCE_EXHAUSTED
   int max_message_bytes = 256 << 20;  // prompt artifacts
 };
 

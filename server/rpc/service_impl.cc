@@ -165,8 +165,9 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::Offload(grpc::CallbackServerContext* 
   const auto start = std::chrono::steady_clock::now();
   auto* r = ctx->DefaultReactor();
   // The request and response stay valid until Finish: gRPC owns them until then.
-  const bool queued = pool_->TrySchedule(
-      [this, r, method, start, fn = std::move(fn)]() mutable { Finish(r, method, start, RunGuarded(fn)); });
+  const bool queued = pool_->TrySchedule([this, r, method, start, fn = std::move(fn)]() mutable {
+    Finish(r, method, start, RunGuarded(fn));
+  });
   if (!queued) {
     Finish(r, method, start,
            grpc::Status(grpc::RESOURCE_EXHAUSTED,

@@ -173,14 +173,15 @@ TEST_F(JobManagerTest, TheStoreRefusesToRunACancelledJob) {
 TEST_F(JobManagerTest, IllegalTransitionsAreRefused) {
   auto a = manager_->Submit("ds", Select("quick"));
   JobInfo j = *store_->GetJob(a->id);
-  for (auto [from, to] : std::vector<std::pair<JobState, JobState>>{
-           {JobState::kQueued, JobState::kSucceeded},
-           {JobState::kQueued, JobState::kInterrupted},
-           {JobState::kSucceeded, JobState::kQueued},
-           {JobState::kRunning, JobState::kQueued},
-           {JobState::kCancelled, JobState::kRunning}}) {
+  for (auto [from, to] :
+       std::vector<std::pair<JobState, JobState>>{{JobState::kQueued, JobState::kSucceeded},
+                                                  {JobState::kQueued, JobState::kInterrupted},
+                                                  {JobState::kSucceeded, JobState::kQueued},
+                                                  {JobState::kRunning, JobState::kQueued},
+                                                  {JobState::kCancelled, JobState::kRunning}}) {
     auto s = store_->Transition(a->id, from, to, j);
-    EXPECT_EQ(s.code(), absl::StatusCode::kInternal) << core::JobStateName(from) << "->" << core::JobStateName(to);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInternal)
+        << core::JobStateName(from) << "->" << core::JobStateName(to);
     EXPECT_EQ(StoredState(a->id), JobState::kQueued);
   }
   // A legal transition from a state the job is not in changes nothing.
@@ -215,7 +216,8 @@ TEST_F(JobManagerTest, ShutdownInterruptsAndANewManagerResumes) {
   ASSERT_TRUE(fake_.WaitStarts("block"));
   EXPECT_TRUE(manager_->Shutdown(60000));
   EXPECT_EQ(StoredState(b->id), JobState::kInterrupted);
-  EXPECT_EQ(manager_->Submit("ds", Select("quick")).status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(manager_->Submit("ds", Select("quick")).status().code(),
+            absl::StatusCode::kUnavailable);
   manager_ = NewManager();
   manager_->Start();
   // INTERRUPTED -> QUEUED -> RUNNING; the body sees the job again (run 2) and stops
@@ -255,7 +257,8 @@ TEST_F(JobManagerTest, QueueCapacityIsEnforced) {
   ASSERT_TRUE(m.Submit("ds", Select("quick")).ok());
   auto full = m.Submit("ds", Select("quick"));
   EXPECT_EQ(full.status().code(), absl::StatusCode::kResourceExhausted) << full.status();
-  EXPECT_EQ(m.Submit("nope", Select("quick")).status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(m.Submit("nope", Select("quick")).status().code(),
+            absl::StatusCode::kResourceExhausted);
   ASSERT_TRUE(m.Cancel(blocker->id).ok());
   EXPECT_TRUE(m.Shutdown(60000));
 }

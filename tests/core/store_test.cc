@@ -50,7 +50,8 @@ TEST_F(StoreTest, ARegistrationHoldsItsNameAndIsInvisibleUntilCommitted) {
   EXPECT_NE(again.message().find("being registered"), std::string::npos) << again;
   EXPECT_EQ(store_->GetDataset("a").status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(store_->ListDatasets()->empty());
-  EXPECT_EQ(store_->CreateJob("a", core::EmbedParams{}).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->CreateJob("a", core::EmbedParams{}).status().code(),
+            absl::StatusCode::kNotFound);
   ASSERT_TRUE(store_->AddItems("a", {{0, "x", "/x"}, {1, "y", "/y"}}).ok());
   ASSERT_TRUE(store_->CommitDataset("a", "/m", 2, {{"y", "/y", "bad"}}, "", nullptr).ok());
   auto d = store_->GetDataset("a");
@@ -124,7 +125,8 @@ TEST_F(StoreTest, AnImportTakesOverTheNameOfAFailedJobWhoseLateCommitThenFails) 
   ASSERT_TRUE(store_->CreatePrompt(imported).ok());
   // The failed job is resumed and finishes later: it must not overwrite the import.
   core::PromptInfo learned{"p", "a", "id", 4, 10, "{}", "/job.safetensors", 2};
-  EXPECT_EQ(store_->CommitLearnedPrompt(learned, learn->id).code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->CommitLearnedPrompt(learned, learn->id).code(),
+            absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store_->GetPrompt("p")->path, "/import.safetensors");
 }
 

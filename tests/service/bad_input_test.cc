@@ -201,16 +201,16 @@ TEST_F(BadInputTest, SelectAndJobs) {
 
 TEST(QueueTest, FullQueueIsResourceExhausted) {
   std::string root = MakeTempDir("queue");
-  WriteImages(root + "/images", 0, 300);
-  Server server(root, TinyModel(root, 3, "small"), /*chunk_size=*/16, /*queue_capacity=*/1);
+  WriteImages(root + "/images", 0, 40);
+  Server server(root, TinyModel(root), /*chunk_size=*/16, /*queue_capacity=*/1);
   v1::Dataset d;
   ASSERT_TRUE(server.Register("a", root + "/images", &d).ok());
   ASSERT_TRUE(server.Register("b", root + "/images", &d).ok());
   ASSERT_TRUE(server.Register("c", root + "/images", &d).ok());
-  v1::Job first = server.Embed("a");  // picked up by the device executor
-  while (server.GetJob(first.job_id()).state() == v1::QUEUED) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  // The first job is held running at its first progress report.
+  server.gate().Arm([](const core::JobInfo& j) { return j.dataset == "a"; });
+  v1::Job first = server.Embed("a");
+  ASSERT_TRUE(server.gate().WaitHeld());
   v1::Job second = server.Embed("b");  // waits: the queue is now full
   v1::StartEmbeddingRequest r;
   r.set_dataset("c");
@@ -218,12 +218,13 @@ TEST(QueueTest, FullQueueIsResourceExhausted) {
   v1::Job j;
   grpc::Status s = server.stub()->StartEmbedding(&c, r, &j);
   EXPECT_EQ(s.error_code(), grpc::RESOURCE_EXHAUSTED) << s.error_message();
-  for (const auto& id : {first.job_id(), second.job_id()}) {
+  for (const auto& id : {second.job_id(), first.job_id()}) {
     grpc::ClientContext cc;
     v1::CancelJobRequest cr;
     cr.set_job_id(id);
-    server.stub()->CancelJob(&cc, cr, &j);
+    EXPECT_TRUE(server.stub()->CancelJob(&cc, cr, &j).ok());
   }
+  server.gate().Release();
   EXPECT_EQ(server.WaitJob(second.job_id()).state(), v1::CANCELLED);
   EXPECT_EQ(server.WaitJob(first.job_id()).state(), v1::CANCELLED);
   server.Stop();

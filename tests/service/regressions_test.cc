@@ -40,7 +40,8 @@ grpc::Status Health(Server& s, grpc::health::v1::HealthCheckResponse* out) {
 
 void ExpectCleanError(const grpc::Status& s) {
   EXPECT_LT(s.error_message().size(), 1200u) << s.error_message().substr(0, 300);
-  EXPECT_EQ(s.error_message().find("Exception raised from"), std::string::npos) << s.error_message();
+  EXPECT_EQ(s.error_message().find("Exception raised from"), std::string::npos)
+      << s.error_message();
   EXPECT_EQ(s.error_message().find("frame #"), std::string::npos) << s.error_message();
 }
 
@@ -131,7 +132,8 @@ TEST_F(RegressionTest, ConcurrentDuplicateRegistrationsLeaveTheWinnerWhole) {
   for (int round = 0; round < 5; ++round) {
     std::vector<std::future<grpc::Status>> calls;
     for (int i = 0; i < 4; ++i) {
-      calls.push_back(std::async(std::launch::async, [&] { return RegisterNpy("r", root_ + "/big.npy"); }));
+      calls.push_back(
+          std::async(std::launch::async, [&] { return RegisterNpy("r", root_ + "/big.npy"); }));
     }
     int ok = 0, exists = 0;
     for (auto& f : calls) {
@@ -149,10 +151,11 @@ TEST_F(RegressionTest, ConcurrentDuplicateRegistrationsLeaveTheWinnerWhole) {
 TEST_F(RegressionTest, LongNpyHeaderIsParsedNotACrash) {
   // Probe: a header of 32 KB or more (legal in format 2.0) crashed the server.
   std::string data(4 * 3 * 4, '\0');
-  ASSERT_TRUE(WriteFileAtomically(
-                  root_ + "/long.npy",
-                  RawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", 40000, data))
-                  .ok());
+  ASSERT_TRUE(
+      WriteFileAtomically(
+          root_ + "/long.npy",
+          RawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", 40000, data))
+          .ok());
   grpc::Status s = RegisterNpy("long", root_ + "/long.npy");
   EXPECT_TRUE(s.ok()) << s.error_message();
   grpc::health::v1::HealthCheckResponse h;
@@ -161,19 +164,20 @@ TEST_F(RegressionTest, LongNpyHeaderIsParsedNotACrash) {
 }
 
 TEST_F(RegressionTest, HugeShapesAndLongFieldsGiveShortClearErrors) {
-  ASSERT_TRUE(WriteFileAtomically(
-                  root_ + "/huge.npy",
-                  RawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 8), }",
-                         128, std::string(64, '\0')))
-                  .ok());
+  ASSERT_TRUE(
+      WriteFileAtomically(
+          root_ + "/huge.npy",
+          RawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 8), }",
+                 128, std::string(64, '\0')))
+          .ok());
   grpc::Status s = RegisterNpy("huge", root_ + "/huge.npy");
   EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << s.error_message();
   ExpectCleanError(s);
   const std::string descr(12000, 'x');
   ASSERT_TRUE(WriteFileAtomically(
                   root_ + "/descr.npy",
-                  RawNpy("{'descr': '<" + descr + "', 'fortran_order': False, 'shape': (2, 2), }", 16384,
-                         std::string(16, '\0')))
+                  RawNpy("{'descr': '<" + descr + "', 'fortran_order': False, 'shape': (2, 2), }",
+                         16384, std::string(16, '\0')))
                   .ok());
   s = RegisterNpy("descr", root_ + "/descr.npy");
   EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << s.error_message().substr(0, 200);
@@ -203,7 +207,8 @@ TEST_F(RegressionTest, ASlowRegistrationDoesNotStallOtherCalls) {
     entered.Notify();
     release.Wait(300);
   });
-  auto held = std::async(std::launch::async, [&] { return RegisterNpy("held", root_ + "/good.npy"); });
+  auto held =
+      std::async(std::launch::async, [&] { return RegisterNpy("held", root_ + "/good.npy"); });
   ASSERT_TRUE(entered.Wait());
   grpc::health::v1::HealthCheckResponse h;
   EXPECT_TRUE(Health(*server_, &h).ok());
@@ -278,9 +283,11 @@ TEST(ServerStartTest, NotServingAndNoModelCallsUntilTheModelIsLoaded) {
     listening.Notify();
     load.Wait(300);
   };
-  auto started = std::async(std::launch::async, [&] { return app::App::Start(o, "127.0.0.1:0", &m, ao); });
+  auto started =
+      std::async(std::launch::async, [&] { return app::App::Start(o, "127.0.0.1:0", &m, ao); });
   ASSERT_TRUE(listening.Wait());
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
   auto health = grpc::health::v1::Health::NewStub(channel);
   auto stub = v1::Updp::NewStub(channel);
   {
@@ -340,7 +347,9 @@ TEST(ServerStartTest, HalfDoneRegistrationsAndDeletionsAreFinishedAtStart) {
     d.source_kind = core::SourceKind::kEmbeddings;
     ASSERT_TRUE((*store)->ReserveDataset(d).ok());  // the process died while registering
     fs::create_directories(root + "/data/features/half/embeddings");
-    ASSERT_TRUE(WriteFileAtomically(root + "/data/features/half/embeddings/chunk_000000.safetensors", "x").ok());
+    ASSERT_TRUE(
+        WriteFileAtomically(root + "/data/features/half/embeddings/chunk_000000.safetensors", "x")
+            .ok());
     fs::create_directories(root + "/data/prompts");
     ASSERT_TRUE(WriteFileAtomically(root + "/data/prompts/p.job-9.safetensors", "orphan").ok());
   }

@@ -16,9 +16,9 @@
 #include <thread>
 
 #include "proto/updp/v1/updp.grpc.pb.h"
+#include "server/app/app.h"
 #include "server/core/metrics.h"
 #include "server/model/test_model.h"
-#include "server/app/app.h"
 #include "tools/fmnist_lib.h"
 
 namespace updp::testing {
@@ -40,7 +40,8 @@ inline void WriteImages(const std::string& dir, int offset, int n) {
   fs::remove(dir + "/labels.npy");
 }
 
-inline std::string TinyModel(const std::string& root, uint64_t seed = 3, const char* preset = "tiny") {
+inline std::string TinyModel(const std::string& root, uint64_t seed = 3,
+                             const char* preset = "tiny") {
   std::string dir = root + "/model-" + preset + "-" + std::to_string(seed);
   if (!fs::exists(dir + "/model.safetensors")) {
     auto cfg = model::PresetConfig(preset);
@@ -153,20 +154,26 @@ class Server {
     EXPECT_TRUE(stub_->GetJob(&c, r, &j).ok());
     return j;
   }
-  // Polls until the job is in a terminal state (or `timeout_s`).
-  v1::Job WaitJob(const std::string& id, double timeout_s = 120) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-    v1::Job j;
-    while (std::chrono::steady_clock::now() < end) {
-      j = GetJob(id);
-      if (j.state() == v1::SUCCEEDED || j.state() == v1::FAILED || j.state() == v1::CANCELLED ||
-          j.state() == v1::INTERRUPTED) {
-        return j;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Follows the job with WatchJob until its final event (or `timeout_s`).
+  v1::Job WaitJob(const std::string& id, double timeout_s = 300) {
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
+    v1::WatchJobRequest r;
+    r.set_job_id(id);
+    auto reader = stub_->WatchJob(&c, r);
+    v1::JobEvent ev;
+    v1::Job last;
+    while (reader->Read(&ev)) {
+      last = ev.job();
+      if (ev.final()) break;
     }
-    ADD_FAILURE() << "job " << id << " did not finish; state " << v1::JobState_Name(j.state());
-    return j;
+    if (!ev.final()) {
+      c.TryCancel();
+      ADD_FAILURE() << "job " << id << " did not finish; state " << v1::JobState_Name(last.state());
+    }
+    reader->Finish().IgnoreError();
+    return last;
   }
 
  private:
