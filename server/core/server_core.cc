@@ -14,6 +14,7 @@
 #include "server/core/registration.h"
 #include "server/util/atomic_file.h"
 #include "server/util/error_text.h"
+#include "server/util/remove_tree.h"
 
 namespace updp::core {
 
@@ -25,12 +26,6 @@ constexpr char kModelLoading[] =
     "the BLIP-2 model is still loading; retry when health reports SERVING";
 constexpr size_t kMaxLabeledIds = 1000000;
 
-absl::Status RemoveTree(const std::string& path) {
-  std::error_code ec;
-  fs::remove_all(path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot remove '", path, "': ", ec.message()));
-  return absl::OkStatus();
-}
 
 }  // namespace
 

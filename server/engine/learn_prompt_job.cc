@@ -2,6 +2,7 @@
 // prompt epoch by epoch with a checkpoint after each, store the artifact.
 #include <chrono>
 #include <filesystem>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <random>
@@ -16,6 +17,7 @@
 #include "server/model/tokenizer.h"
 #include "server/updp/augment.h"
 #include "server/updp/prompt_learner.h"
+#include "server/util/remove_tree.h"
 
 #ifdef UPDP_WITH_CUDA
 #include <cuda_runtime_api.h>
@@ -200,7 +202,9 @@ absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
   }
   ctx.SetResult(json{{"prompt", name}, {"train_items", cache.size()}, {"history", hist}}.dump());
   // Nothing to resume any more: drop the view cache and checkpoints.
-  fs::remove_all(dir, ec);
+  if (auto s = RemoveTree(dir); !s.ok()) {
+    std::cerr << "updp-server: " << job.id << ": " << s.message() << "\n";
+  }
   return absl::OkStatus();
 }
 

@@ -11,6 +11,8 @@
 #include <string>
 #include <system_error>
 
+#include "server/util/remove_tree.h"
+
 namespace updp::model {
 
 class ScratchDirTest : public ::testing::Test {
@@ -20,13 +22,10 @@ class ScratchDirTest : public ::testing::Test {
     dir_ = ::testing::TempDir() + "/" + info->test_suite_name() + "." + info->name() + "-" +
            std::to_string(::getpid());
     std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
+    ASSERT_TRUE(RemoveTree(dir_).ok());
     ASSERT_TRUE(std::filesystem::create_directories(dir_, ec)) << dir_ << ": " << ec.message();
   }
-  void TearDown() override {
-    std::error_code ec;
-    std::filesystem::remove_all(dir_, ec);
-  }
+  void TearDown() override { RemoveTree(dir_).IgnoreError(); }
   std::string TmpPath(const std::string& name) const { return dir_ + "/" + name; }
 
  private:
