@@ -1,8 +1,11 @@
 // updp-server: flags, signals and graceful shutdown around app::App.
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <iostream>
+#include <mutex>
 #include <thread>
 
 #include "absl/flags/flag.h"
@@ -59,6 +62,24 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // The signal thread runs from the start: a stop signal while the model loads (minutes
+  // for ViT-g) ends the process at once; there is no job running to drain yet.
+  std::mutex sig_mu;
+  std::condition_variable sig_cv;
+  int sig = 0;
+  bool serving = false;
+  std::thread([&] {
+    int s = 0;
+    sigwait(&set, &s);
+    std::lock_guard<std::mutex> l(sig_mu);
+    if (!serving) {
+      std::cerr << "updp-server: signal " << s << " during start-up; exiting\n";
+      std::cerr.flush();
+      _exit(0);
+    }
+    sig = s;
+    sig_cv.notify_all();
+  }).detach();
 
   updp::core::ServerOptions o;
   o.data_dir = absl::GetFlag(FLAGS_data_dir);
@@ -105,10 +126,21 @@ int main(int argc, char** argv) {
   std::cerr << "updp-server: serving on " << absl::GetFlag(FLAGS_host) << ":" << (*app)->port()
             << (o.model_dir.empty() ? " (no model)" : " with model " + o.model_dir) << ", device "
             << o.device << ", data_dir " << o.data_dir << "\n";
-  int sig = 0;
-  sigwait(&set, &sig);
+  {
+    std::unique_lock<std::mutex> l(sig_mu);
+    serving = true;
+    sig_cv.wait(l, [&] { return sig != 0; });
+  }
   const int grace = absl::GetFlag(FLAGS_shutdown_grace_ms);
   std::cerr << "updp-server: signal " << sig << ", draining (grace " << grace << " ms)\n";
+  // In-flight requests (a long registration) get the grace too; past twice the grace
+  // the process ends regardless, so a stop always completes.
+  std::thread([grace] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2 * int64_t{grace} + 10000));
+    std::cerr << "updp-server: shutdown did not finish in time; exiting now\n";
+    std::cerr.flush();
+    _exit(1);
+  }).detach();
   if (!(*app)->Shutdown(grace)) {
     // A job did not reach a checkpoint in time. Exit now, without running a single
     // destructor under its worker; it is INTERRUPTED at the next start.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <iostream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "server/core/metrics.h"
@@ -30,7 +31,10 @@ class JobManager::Context : public JobContext {
       r_->info.progress = p;
       const int64_t now = NowMs();
       publish = now - r_->last_publish_ms >= m_->options_.progress_interval_ms;
-      if (publish) r_->last_publish_ms = now;
+      if (publish) {
+        r_->last_publish_ms = now;
+        r_->info.version = m_->NextVersion();
+      }
       copy = r_->info;
     }
     if (publish) {
@@ -79,13 +83,19 @@ void JobManager::Start() {
     std::lock_guard<std::mutex> l(mu_);
     if (started_ || stopping_) return;
     started_ = true;
-    auto queued = store_->ListJobs("", JobState::kQueued, 1 << 30);
+    // Jobs one by one: a row that cannot be read is reported and skipped, it does not
+    // strand the others.
+    auto queued = store_->JobIdsInState(JobState::kQueued);
     if (!queued.ok()) {
       std::cerr << "updp-server: cannot list queued jobs: " << queued.status() << "\n";
     } else {
-      std::reverse(queued->begin(), queued->end());  // oldest first
-      for (const auto& j : *queued) {
-        if (kinds_.count(j.kind)) lanes_[LaneOf(j)].queue.push_back(j.id);
+      for (const auto& id : *queued) {  // oldest first
+        auto j = store_->GetJob(id);
+        if (!j.ok()) {
+          std::cerr << "updp-server: queued job " << id << " not started: " << j.status() << "\n";
+        } else if (kinds_.count(j->kind)) {
+          lanes_[LaneOf(*j)].queue.push_back(id);
+        }
       }
     }
     lanes_[Lane::kDevice].threads.emplace_back([this] { Worker(Lane::kDevice); });
@@ -119,6 +129,7 @@ absl::StatusOr<JobInfo> JobManager::Submit(const std::string& dataset, const Job
     }
     job = store_->CreateJob(dataset, params);
     if (!job.ok()) return job.status();
+    job->version = versions_[job->id] = NextVersion();
     // Before Start() the job is only in the store; Start() queues it from there.
     if (started_) lanes_[LaneOf(*job)].queue.push_back(job->id);
     if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));
@@ -139,6 +150,19 @@ absl::StatusOr<JobInfo> JobManager::Get(const std::string& id) {
     }
   }
   return store_->GetJob(id);
+}
+
+absl::StatusOr<JobInfo> JobManager::GetLocked(const std::string& id) {
+  auto r = running_.find(id);
+  if (r != running_.end()) {
+    std::lock_guard<std::mutex> rl(r->second->mu);
+    return r->second->info;
+  }
+  auto j = store_->GetJob(id);
+  if (!j.ok()) return j.status();
+  auto v = versions_.find(id);
+  j->version = v == versions_.end() ? 0 : v->second;
+  return j;
 }
 
 absl::StatusOr<JobInfo> JobManager::Cancel(const std::string& id) {
@@ -163,6 +187,7 @@ absl::StatusOr<JobInfo> JobManager::Cancel(const std::string& id) {
     if (auto s = store_->Transition(id, JobState::kQueued, JobState::kCancelled, next); !s.ok()) {
       return s;
     }
+    next.version = versions_[id] = NextVersion();
     for (auto& [lane, st] : lanes_) {
       st.queue.erase(std::remove(st.queue.begin(), st.queue.end(), id), st.queue.end());
     }
@@ -204,6 +229,7 @@ absl::StatusOr<JobInfo> JobManager::Resume(const std::string& id) {
     next.finished_ms = 0;
     next.progress.message = "resumed";
     if (auto s = store_->Transition(id, job->state, JobState::kQueued, next); !s.ok()) return s;
+    next.version = versions_[id] = NextVersion();
     if (started_) lanes_[LaneOf(next)].queue.push_back(id);
     if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));
   }
@@ -218,16 +244,30 @@ std::shared_ptr<JobManager::Running> JobManager::DequeueLocked(Lane lane) {
   lanes_[lane].queue.pop_front();
   if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));
   auto job = store_->GetJob(id);
-  if (!job.ok() || job->state != JobState::kQueued) return nullptr;
-  JobInfo next = *job;
-  next.state = JobState::kRunning;
-  next.started_ms = NowMs();
-  next.finished_ms = 0;
-  next.error.clear();
-  if (auto s = store_->Transition(id, JobState::kQueued, JobState::kRunning, next); !s.ok()) {
-    std::cerr << "updp-server: " << id << " not started: " << s << "\n";
+  if (job.ok() && job->state != JobState::kQueued) return nullptr;  // cancelled meanwhile
+  absl::Status s = job.status();
+  JobInfo next;
+  if (job.ok()) {
+    next = *job;
+    next.state = JobState::kRunning;
+    next.started_ms = NowMs();
+    next.finished_ms = 0;
+    next.error.clear();
+    s = store_->Transition(id, JobState::kQueued, JobState::kRunning, next);
+  }
+  if (!s.ok()) {
+    if (s.code() == absl::StatusCode::kNotFound ||
+        s.code() == absl::StatusCode::kFailedPrecondition) {
+      return nullptr;  // deleted, cancelled, or its dataset is being deleted
+    }
+    // A store error (disk full, I/O): the job stays QUEUED; retry it later rather than
+    // strand it.
+    std::cerr << "updp-server: " << id << " not started, will retry: " << s << "\n";
+    lanes_[lane].queue.push_back(id);
+    backoff_ = true;
     return nullptr;
   }
+  next.version = versions_[id] = NextVersion();
   auto r = std::make_shared<Running>();
   r->info = std::move(next);
   running_[id] = r;
@@ -242,6 +282,10 @@ void JobManager::Worker(Lane lane) {
       cv_.wait(l, [&] { return stopping_ || !lanes_[lane].queue.empty(); });
       if (stopping_) return;
       r = DequeueLocked(lane);
+      if (!r && backoff_) {
+        backoff_ = false;
+        cv_.wait_for(l, std::chrono::seconds(1), [&] { return stopping_; });
+      }
     }
     if (r) Run(std::move(r));
   }
@@ -267,24 +311,34 @@ void JobManager::Run(std::shared_ptr<Running> r) {
     done = r->info;
   }
   const auto reason = static_cast<StopReason>(r->stop.load());
-  if (reason == StopReason::kShutdown) {
+  const bool stopped = !status.ok() && reason != StopReason::kNone;
+  if (status.ok()) {
+    // Complete work is kept even when a stop came in after its last checkpoint.
+    done.state = JobState::kSucceeded;
+  } else if (stopped && reason == StopReason::kShutdown) {
     done.state = JobState::kInterrupted;
     done.progress.message = "server stopped; ResumeJob continues from the last checkpoint";
-  } else if (reason == StopReason::kCancel) {
+  } else if (stopped) {
     done.state = JobState::kCancelled;
     done.progress.message = "cancelled; ResumeJob continues from the last checkpoint";
-  } else if (status.ok()) {
-    done.state = JobState::kSucceeded;
   } else {
     done.state = JobState::kFailed;
     done.error = CleanErrorText(status.message());
   }
   done.finished_ms = NowMs();
-  if (auto s = store_->Transition(id, JobState::kRunning, done.state, done); !s.ok()) {
-    std::cerr << "updp-server: " << id << ": final state not stored: " << s << "\n";
-  }
   {
     std::lock_guard<std::mutex> l(mu_);
+    absl::Status st;
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      st = store_->Transition(id, JobState::kRunning, done.state, done);
+      if (st.ok() || st.code() == absl::StatusCode::kFailedPrecondition) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));  // store error
+    }
+    if (!st.ok()) {
+      // Left RUNNING in the store: it becomes INTERRUPTED at the next start.
+      std::cerr << "updp-server: " << id << ": final state not stored: " << st << "\n";
+    }
+    done.version = versions_[id] = NextVersion();
     running_.erase(id);
   }
   idle_cv_.notify_all();
@@ -316,13 +370,17 @@ void JobManager::UpdateStateMetrics() {
 }
 
 absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& id, Watcher w) {
-  if (auto job = Get(id); !job.ok()) return job.status();
   std::lock_guard<std::mutex> l(watch_mu_);
-  // Re-read under the watch lock so no publish can slip between read and register.
-  auto now = Get(id);
+  // The snapshot and its version are read together under mu_: every later change has a
+  // higher version, and anything published late with a lower one is dropped.
+  absl::StatusOr<JobInfo> now;
+  {
+    std::lock_guard<std::mutex> ml(mu_);
+    now = GetLocked(id);
+  }
   if (!now.ok()) return now.status();
   int64_t token = next_token_++;
-  watchers_[token] = {id, w};
+  watchers_[token] = WatcherEntry{id, w, now->version};
   w(*now);
   return token;
 }
@@ -335,7 +393,9 @@ void JobManager::Unsubscribe(int64_t token) {
 void JobManager::Publish(const JobInfo& j) {
   std::lock_guard<std::mutex> l(watch_mu_);
   for (auto& [token, w] : watchers_) {
-    if (w.first == j.id) w.second(j);
+    if (w.job_id != j.id || j.version <= w.seen) continue;
+    w.seen = j.version;
+    w.fn(j);
   }
 }
 

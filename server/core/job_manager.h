@@ -46,8 +46,13 @@ class JobContext {
   virtual void SetResult(const std::string& result_json) = 0;
 };
 
-// Runs one job kind. Returning OK means SUCCEEDED, unless the context was cancelled.
+// Runs one job kind. OK means the work is complete (SUCCEEDED, even if a stop was
+// requested meanwhile: the result is kept). A body that stops early at a checkpoint
+// because JobContext::Cancelled() returns JobStopped(); the job then becomes CANCELLED
+// or INTERRUPTED (by why it was asked to stop). Any other error means FAILED.
 using JobFn = std::function<absl::Status(JobContext&)>;
+
+inline absl::Status JobStopped() { return absl::CancelledError("stopped at a checkpoint"); }
 
 enum class Lane { kDevice, kCpu };
 
@@ -120,6 +125,9 @@ class JobManager {
   };
 
   void Worker(Lane lane);
+  // Under mu_: the job with the version of its last change (live if running).
+  absl::StatusOr<JobInfo> GetLocked(const std::string& id);
+  int64_t NextVersion() { return next_version_.fetch_add(1) + 1; }
   // Under mu_: pops a job of `lane` and moves it QUEUED -> RUNNING; null when the
   // popped job was cancelled or deleted meanwhile.
   std::shared_ptr<Running> DequeueLocked(Lane lane);
@@ -142,10 +150,18 @@ class JobManager {
   bool started_ = false;
   std::map<Lane, LaneState> lanes_;
   std::map<std::string, std::shared_ptr<Running>> running_;
+  std::map<std::string, int64_t> versions_;  // last state change per job (under mu_)
+  bool backoff_ = false;  // a dequeue hit a store error: workers wait before retrying
+  std::atomic<int64_t> next_version_{0};
 
+  struct WatcherEntry {
+    std::string job_id;
+    Watcher fn;
+    int64_t seen = 0;  // highest version delivered
+  };
   std::mutex watch_mu_;
   int64_t next_token_ = 1;
-  std::map<int64_t, std::pair<std::string, Watcher>> watchers_;
+  std::map<int64_t, WatcherEntry> watchers_;
 };
 
 }  // namespace updp::core

@@ -26,7 +26,6 @@ constexpr char kModelLoading[] =
     "the BLIP-2 model is still loading; retry when health reports SERVING";
 constexpr size_t kMaxLabeledIds = 1000000;
 
-
 }  // namespace
 
 std::string PromptFeatures(const std::string& prompt) { return "prompt:" + prompt; }
@@ -64,7 +63,13 @@ absl::Status ServerCore::Recover() {
   for (const auto& [name, state] : *unfinished) {
     auto ids = store_->JobIdsOf(name);
     if (!ids.ok()) return ids.status();
-    if (auto s = RemoveDatasetFiles(name, *ids); !s.ok()) return s;
+    // A file that cannot be removed now (permissions) must not keep the server down:
+    // the dataset stays DELETING/REGISTERING and invisible, and DeleteDataset or the
+    // next start continues.
+    if (auto s = RemoveDatasetFiles(name, *ids); !s.ok()) {
+      std::cerr << "updp-server: dataset '" << name << "': cleanup left for later: " << s << "\n";
+      continue;
+    }
     if (auto s = store_->RemoveDataset(name); !s.ok()) return s;
     std::cerr << "updp-server: dataset '" << name
               << "': " << (state == DatasetState::kRegistering ? "registration" : "deletion")
@@ -145,11 +150,17 @@ absl::StatusOr<DatasetInfo> ServerCore::RegisterDataset(const std::string& name,
   d.name = name;
   d.source_kind = kind;
   d.source_path = path;
+  d.chunk_size = std::max(1, options_.chunk_size);
   d.created_ms = NowMs();
   // The reserved name is ours until commit or roll-back: no other call can create,
   // use or delete files under it meanwhile.
   if (auto s = store_->ReserveDataset(d); !s.ok()) return s;
-  auto result = Register(name, kind, path, ids_path);
+  absl::StatusOr<DatasetInfo> result;
+  try {
+    result = Register(name, kind, path, ids_path);
+  } catch (const std::exception& e) {  // e.g. an allocation failure: still roll back
+    result = absl::InternalError(absl::StrCat("registration failed: ", e.what()));
+  }
   if (!result.ok()) {
     auto files = RemoveDatasetFiles(name, {});
     auto rows = store_->RemoveDataset(name);
@@ -253,7 +264,7 @@ absl::StatusOr<JobInfo> ServerCore::StartEmbedding(const std::string& dataset, i
   if (batch_size < 0) return absl::InvalidArgumentError("batch_size: must be >= 0");
   EmbedParams p;
   p.batch_size = batch_size > 0 ? batch_size : options_.embed_batch_size;
-  p.chunk_size = options_.chunk_size;
+  p.chunk_size = d->chunk_size;
   return jobs_->Submit(dataset, p);
 }
 
@@ -343,7 +354,7 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
       // Image features must be complete: an EMBED job may still be filling chunks.
       auto chunks = store_->FeatureChunks(dataset, p.features);
       if (!chunks.ok()) return chunks.status();
-      const int64_t expected = (d->num_items + options_.chunk_size - 1) / options_.chunk_size;
+      const int64_t expected = (d->num_items + d->chunk_size - 1) / d->chunk_size;
       if (static_cast<int64_t>(chunks->size()) < expected) {
         return absl::FailedPreconditionError(absl::StrCat(
             "features: image features of '", dataset, "' are incomplete (", chunks->size(), " of ",

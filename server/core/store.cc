@@ -88,6 +88,7 @@ CREATE TABLE prompts (
     // 2: staged dataset registration/deletion, prompt-name reservations, state index.
     R"sql(
 ALTER TABLE datasets ADD COLUMN state INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE datasets ADD COLUMN chunk_size INTEGER NOT NULL DEFAULT 1024;
 ALTER TABLE prompts ADD COLUMN state INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE prompts ADD COLUMN job_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX jobs_state ON jobs(state);
@@ -205,7 +206,7 @@ PromptInfo ReadPrompt(Stmt& s) {
 
 absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
   Stmt s(db,
-         "SELECT name, source_kind, source_path, num_items, created_ms FROM datasets "
+         "SELECT name, source_kind, source_path, num_items, created_ms, chunk_size FROM datasets "
          "WHERE name=? AND state=1;");
   s.Bind(1, name);
   int rc = s.Step();
@@ -218,6 +219,7 @@ absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
   d.source_path = s.Text(2);
   d.num_items = s.Int(3);
   d.created_ms = s.Int(4);
+  d.chunk_size = s.Int(5);
   Stmt c(db, "SELECT COUNT(*) FROM failed_items WHERE dataset=?;");
   c.Bind(1, name);
   if (c.Step() != SQLITE_ROW) return SqlError(db, "count failed items");
@@ -446,12 +448,13 @@ absl::Status Store::ReserveDataset(const DatasetInfo& d) {
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "look up dataset");
   Stmt ins(db_,
-           "INSERT INTO datasets(name, source_kind, source_path, num_items, created_ms, state) "
-           "VALUES(?,?,?,0,?,0);");
+           "INSERT INTO datasets(name, source_kind, source_path, num_items, created_ms, state, "
+           "chunk_size) VALUES(?,?,?,0,?,0,?);");
   ins.Bind(1, d.name)
       .Bind(2, static_cast<int64_t>(d.source_kind))
       .Bind(3, d.source_path)
-      .Bind(4, d.created_ms);
+      .Bind(4, d.created_ms)
+      .Bind(5, d.chunk_size);
   if (auto s = ins.Run("insert dataset"); !s.ok()) return s;
   return tx.Commit();
 }
@@ -474,15 +477,18 @@ absl::Status Store::AddItems(const std::string& dataset, const std::vector<ItemR
 absl::Status Store::CommitDataset(const std::string& dataset, const std::string& source_path,
                                   int64_t num_items, const std::vector<FailedItemRow>& failed,
                                   const std::string& chunk_source, const FeatureChunk* chunk) {
+  // Failed items in short transactions first (the dataset is invisible until the
+  // state flips), so that a million of them never hold the writer for long.
+  for (size_t begin = 0; begin < failed.size(); begin += kInsertBatch) {
+    const size_t end = std::min(failed.size(), begin + kInsertBatch);
+    if (auto s = AddFailedItems(
+            dataset, std::vector<FailedItemRow>(failed.begin() + begin, failed.begin() + end));
+        !s.ok()) {
+      return s;
+    }
+  }
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  Stmt fi(db_,
-          "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
-  for (const auto& r : failed) {
-    fi.Bind(1, dataset).Bind(2, r.item_id).Bind(3, r.path).Bind(4, r.error);
-    if (auto s = fi.Run("insert failed item"); !s.ok()) return s;
-    fi.Reset();
-  }
   if (chunk) {
     Stmt c(db_,
            "INSERT INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
@@ -513,10 +519,9 @@ absl::StatusOr<std::vector<std::string>> Store::BeginDeleteDataset(const std::st
     return absl::NotFoundError(absl::StrCat("dataset: ", Quote(name), " not found"));
   }
   if (rc != SQLITE_ROW) return SqlError(db_, "look up dataset");
-  if (q.Int(0) == static_cast<int>(DatasetState::kDeleting)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("name: dataset ", Quote(name), " is being deleted"));
-  }
+  // DELETING: a deletion that failed half way (a file it could not remove) is
+  // continued by the next DeleteDataset.
+  const bool continuing = q.Int(0) == static_cast<int>(DatasetState::kDeleting);
   Stmt busy(db_, "SELECT id FROM jobs WHERE dataset=? AND state IN (1, 2) LIMIT 1;");
   busy.Bind(1, name);
   rc = busy.Step();
@@ -526,9 +531,11 @@ absl::StatusOr<std::vector<std::string>> Store::BeginDeleteDataset(const std::st
                                                       busy.Text(0), "); cancel it first"));
   }
   if (rc != SQLITE_DONE) return SqlError(db_, "look up jobs");
-  Stmt up(db_, "UPDATE datasets SET state=2 WHERE name=?;");
-  up.Bind(1, name);
-  if (auto s = up.Run("mark dataset deleting"); !s.ok()) return s;
+  if (!continuing) {
+    Stmt up(db_, "UPDATE datasets SET state=2 WHERE name=?;");
+    up.Bind(1, name);
+    if (auto s = up.Run("mark dataset deleting"); !s.ok()) return s;
+  }
   std::vector<std::string> ids;
   Stmt j(db_, "SELECT id FROM jobs WHERE dataset=?;");
   j.Bind(1, name);
@@ -539,6 +546,21 @@ absl::StatusOr<std::vector<std::string>> Store::BeginDeleteDataset(const std::st
 }
 
 absl::Status Store::RemoveDataset(const std::string& name) {
+  // The many rows (items, failed items) go in short transactions first; the dataset
+  // is REGISTERING or DELETING, so nobody reads them meanwhile.
+  for (const char* table : {"items", "failed_items"}) {
+    while (true) {
+      Tx tx(this);
+      if (!tx.status().ok()) return tx.status();
+      Stmt d(db_, absl::StrCat("DELETE FROM ", table, " WHERE rowid IN (SELECT rowid FROM ", table,
+                               " WHERE dataset=? LIMIT ", kInsertBatch, ");"));
+      d.Bind(1, name);
+      if (auto s = d.Run("remove dataset items"); !s.ok()) return s;
+      const int n = sqlite3_changes(db_);
+      if (auto s = tx.Commit(); !s.ok()) return s;
+      if (n == 0) break;
+    }
+  }
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
   const char* const kDeletes[] = {
@@ -726,6 +748,29 @@ absl::Status ClaimPromptName(sqlite3* db, const PromptInfo& p, const std::string
 
 }  // namespace
 
+namespace {
+
+absl::Status ReclaimPromptName(sqlite3* db, const std::string& name, const std::string& job_id) {
+  Stmt q(db, "SELECT job_id FROM prompts WHERE name=?;");
+  q.Bind(1, name);
+  const int rc = q.Step();
+  if (rc == SQLITE_ROW) {
+    if (q.Text(0) == job_id) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat("job_id: '", job_id, "': its prompt name ", Quote(name),
+                     " was taken by an import or another job meanwhile; start a new LearnPrompt"));
+  }
+  if (rc != SQLITE_DONE) return SqlError(db, "look up prompt");
+  Stmt ins(
+      db,
+      "INSERT INTO prompts(name, dataset, model_identity, num_context, num_clusters, "
+      "config_json, path, created_ms, state, job_id) VALUES(?, '', '', 0, 0, '', '', 0, 0, ?);");
+  ins.Bind(1, name).Bind(2, job_id);
+  return ins.Run("reserve prompt");
+}
+
+}  // namespace
+
 absl::StatusOr<JobInfo> Store::CreateJob(const std::string& dataset, const JobParams& params) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
@@ -744,7 +789,10 @@ absl::StatusOr<JobInfo> Store::CreateJob(const std::string& dataset, const JobPa
   }
   int64_t seq = 1;
   {
-    Stmt q(db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs;");
+    // AUTOINCREMENT's high-water mark: ids of deleted jobs are never handed out again.
+    Stmt q(db_,
+           "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name='jobs'), 0), "
+           "COALESCE((SELECT MAX(seq) FROM jobs), 0)) + 1;");
     if (q.Step() != SQLITE_ROW) return SqlError(db_, "next job id");
     seq = q.Int(0);
   }
@@ -786,6 +834,12 @@ absl::Status Store::Transition(const std::string& id, JobState from, JobState to
   }
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
+  if (const auto* lp = std::get_if<LearnPromptParams>(&j.params); lp && to == JobState::kQueued) {
+    // A resumed LEARN_PROMPT job must still own its prompt name (an import may have
+    // taken it over while the job was FAILED or CANCELLED): else it would train for
+    // nothing and fail at its commit.
+    if (auto s = ReclaimPromptName(db_, lp->prompt_name, id); !s.ok()) return s;
+  }
   Stmt s(db_,
          "UPDATE jobs SET state=?1, stage=?2, done=?3, total=?4, rate=?5, message=?6, loss=?7, "
          "started_ms=?8, finished_ms=?9, error=?10, result_json=?11 WHERE id=?12 AND state=?13 "
@@ -875,6 +929,18 @@ absl::StatusOr<std::vector<JobInfo>> Store::ListJobs(const std::string& dataset,
     out.push_back(std::move(*j));
   }
   if (rc != SQLITE_DONE) return SqlError(r.db(), "list jobs");
+  return out;
+}
+
+absl::StatusOr<std::vector<std::string>> Store::JobIdsInState(JobState state) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), "SELECT id FROM jobs WHERE state=? ORDER BY seq;");
+  s.Bind(1, static_cast<int64_t>(state));
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "list job ids");
   return out;
 }
 
@@ -974,8 +1040,8 @@ absl::Status Store::CommitLearnedPrompt(const PromptInfo& p, const std::string& 
   if (!tx.status().ok()) return tx.status();
   Stmt s(db_,
          "UPDATE prompts SET state=1, dataset=?, model_identity=?, num_context=?, "
-         "num_clusters=?, config_json=?, path=?, created_ms=?, job_id='' "
-         "WHERE name=? AND state=0 AND job_id=?;");
+         "num_clusters=?, config_json=?, path=?, created_ms=? "
+         "WHERE name=? AND job_id=? AND state IN (0, 1);");
   s.Bind(1, p.dataset)
       .Bind(2, p.model_identity)
       .Bind(3, p.num_context)

@@ -89,6 +89,8 @@ class Store {
   // Newest first; state kUnspecified = any.
   absl::StatusOr<std::vector<JobInfo>> ListJobs(const std::string& dataset, JobState state,
                                                 int limit);
+  // Ids of the jobs in `state`, oldest first.
+  absl::StatusOr<std::vector<std::string>> JobIdsInState(JobState state);
   // Count of queued and running jobs per (kind, state).
   absl::StatusOr<std::vector<std::tuple<JobKind, JobState, int>>> CountActiveJobs();
   // At start-up: RUNNING jobs (the process died under them) become INTERRUPTED.

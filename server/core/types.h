@@ -61,6 +61,9 @@ struct DatasetInfo {
   std::vector<FailedItemRow> failed_items;  // first 100
   std::vector<std::string> feature_sources;
   int64_t created_ms = 0;
+  // Items per feature chunk, fixed at registration (--chunk_size then): chunk c always
+  // holds items [c * chunk_size, (c + 1) * chunk_size), whatever the flag is later.
+  int64_t chunk_size = 1024;
 };
 
 struct Progress {
@@ -83,6 +86,9 @@ struct JobInfo {
   int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
   std::string error;
   std::string result_json;
+  // Order of the change this snapshot shows (in-process only, not stored): watchers
+  // drop any event older than one they already have.
+  int64_t version = 0;
 };
 
 struct FeatureChunk {

@@ -96,7 +96,7 @@ absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
       std::vector<torch::Tensor> views;
       std::vector<FailedItemRow> failed;
       for (int64_t j = c * cs; j < std::min(cap, (c + 1) * cs); ++j) {
-        if (ctx.Cancelled()) return absl::OkStatus();
+        if (ctx.Cancelled()) return core::JobStopped();
         const core::ItemRow& it = items[order[j]];
         auto img = model::DecodeImageFile(it.path);
         if (!img.ok()) {
@@ -165,7 +165,7 @@ absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
   while (trainer.epochs_done() < cfg.epochs) {
     auto st = trainer.RunEpoch(
         cache, [&] { return ctx.Cancelled(); }, nullptr);
-    if (!st.has_value()) return absl::OkStatus();  // resumes from the last checkpoint
+    if (!st.has_value()) return core::JobStopped();  // resumes from the last checkpoint
     if (auto s = trainer.SaveCheckpoint(dir); !s.ok()) return s;
     pr.done = st->epoch;
     pr.loss = st->loss;

@@ -196,7 +196,7 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
   ctx.SetProgress(pr);
   for (int64_t c = 0; c < chunks; ++c) {
     if (done.count(c)) continue;
-    if (ctx.Cancelled()) return absl::OkStatus();
+    if (ctx.Cancelled()) return core::JobStopped();
     const int64_t begin = c * chunk_size, end = std::min(n, begin + chunk_size);
     std::vector<std::string> paths;
     for (int64_t i = begin; i < end; ++i) paths.push_back(items[i].path);
@@ -209,7 +209,7 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
           if (metrics) metrics->embedding_rate->Set(pr.rate);
           ctx.SetProgress(pr);
         });
-    if (enc.cancelled) return absl::OkStatus();  // the partial chunk is dropped
+    if (enc.cancelled) return core::JobStopped();  // the partial chunk is dropped
     std::vector<int64_t> index;
     for (int i : enc.ok) index.push_back(begin + i);
     std::vector<FailedItemRow> failed;

@@ -52,7 +52,9 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
   auto items_or = store.Items(dataset);
   if (!items_or.ok()) return items_or.status();
   const auto& items = *items_or;
-  const int64_t n = static_cast<int64_t>(items.size()), cs = core_->options().chunk_size;
+  auto info = store.GetDataset(dataset);
+  if (!info.ok()) return info.status();
+  const int64_t n = static_cast<int64_t>(items.size()), cs = std::max<int64_t>(1, info->chunk_size);
   const int64_t chunks = (n + cs - 1) / cs;
   std::set<int64_t> have_prompt, have_image;
   auto pc = store.FeatureChunks(dataset, source);
@@ -77,7 +79,7 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
     std::vector<FailedItemRow> failed;
     const int bs = core_->options().embed_batch_size;
     for (int64_t b = begin; b < end; b += bs) {
-      if (ctx.Cancelled()) return absl::CancelledError("cancelled");
+      if (ctx.Cancelled()) return core::JobStopped();
       std::vector<std::string> paths;
       for (int64_t i = b; i < std::min(end, b + bs); ++i) paths.push_back(items[i].path);
       // One decode and one ViT pass feed both the image and the prompted features.
@@ -129,8 +131,7 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   if (p.strategy == "updp") {
     if (auto s = NeedModel(); !s.ok()) return s;
     auto s = ExtractPromptFeatures(ctx, job.dataset, p.prompt);
-    if (ctx.Cancelled()) return absl::OkStatus();
-    if (!s.ok()) return s;
+    if (!s.ok()) return ctx.Cancelled() ? core::JobStopped() : s;
   }
   Progress pr;
   pr.stage = "load-features";
@@ -189,6 +190,7 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
       for (auto& pk : picks) rest.labeled.push_back(pk.index);
       rest.budget = o.budget - static_cast<int64_t>(picks.size());
       auto more = select::Select(x, rest, nullptr, [&] { return ctx.Cancelled(); });
+      if (ctx.Cancelled()) return core::JobStopped();
       if (!more.ok()) return more.status();
       for (auto& pk : *more) picks.push_back({pk.index, -1, pk.score});
     }
@@ -203,7 +205,7 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
           ctx.SetProgress(q);
         },
         [&] { return ctx.Cancelled(); });
-    if (ctx.Cancelled()) return absl::OkStatus();
+    if (ctx.Cancelled()) return core::JobStopped();
     if (!r.ok()) return r.status();
     picks = std::move(*r);
   }

@@ -42,10 +42,14 @@ class FakeJobs {
         ctx.SetProgress(p);
         std::this_thread::yield();
       }
-      return absl::OkStatus();
+      return core::JobStopped();
     }
     if (what == "stuck") {
       release_stuck_.Wait(600);  // ignores cancellation until the test releases it
+      return core::JobStopped();
+    }
+    if (what == "finish") {
+      release_stuck_.Wait(600);  // completes its work whatever was requested meanwhile
       return absl::OkStatus();
     }
     if (what == "fail-once") {
@@ -242,6 +246,17 @@ TEST_F(JobManagerTest, ShutdownWithAStuckWorkerKeepsItsStoreAlive) {
   // The destructor waits for the worker, which then stores its final state.
   manager_.reset();
   EXPECT_EQ(StoredState(s->id), JobState::kInterrupted);
+}
+
+TEST_F(JobManagerTest, WorkCompletedAfterACancelRequestIsKept) {
+  manager_->Start();
+  auto f = manager_->Submit("ds", Select("finish"));
+  ASSERT_TRUE(fake_.WaitStarts("finish"));
+  EXPECT_EQ(manager_->Cancel(f->id)->state, JobState::kRunning);
+  fake_.release_stuck().Notify();
+  // The body returned OK: its result exists, so the job SUCCEEDED (a CANCELLED job
+  // whose output is already committed could never be resumed to completion).
+  EXPECT_EQ(WaitFinal(*manager_, f->id).state, JobState::kSucceeded);
 }
 
 TEST_F(JobManagerTest, QueueCapacityIsEnforced) {

@@ -128,6 +128,46 @@ TEST_F(StoreTest, AnImportTakesOverTheNameOfAFailedJobWhoseLateCommitThenFails) 
   EXPECT_EQ(store_->CommitLearnedPrompt(learned, learn->id).code(),
             absl::StatusCode::kAlreadyExists);
   EXPECT_EQ(store_->GetPrompt("p")->path, "/import.safetensors");
+  // Resuming it is refused up front rather than after hours of training.
+  core::JobInfo j = *store_->GetJob(learn->id);
+  auto s = store_->Transition(learn->id, JobState::kFailed, JobState::kQueued, j);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("was taken"), std::string::npos) << s;
+  EXPECT_EQ(store_->GetJob(learn->id)->state, JobState::kFailed);
+}
+
+TEST_F(StoreTest, ALearnedPromptCommitIsIdempotentForItsJob) {
+  // The process may die after the commit and before the job's SUCCEEDED: the resumed
+  // job commits again and must succeed.
+  AddReadyDataset(*store_, "a");
+  auto learn = store_->CreateJob("a", Learn("p"));
+  core::PromptInfo learned{"p", "a", "id", 4, 10, "{}", "/p.job.safetensors", 2};
+  ASSERT_TRUE(store_->CommitLearnedPrompt(learned, learn->id).ok());
+  SetState(learn->id, JobState::kQueued, JobState::kRunning);
+  SetState(learn->id, JobState::kRunning, JobState::kInterrupted);
+  SetState(learn->id, JobState::kInterrupted, JobState::kQueued);
+  EXPECT_TRUE(store_->CommitLearnedPrompt(learned, learn->id).ok());
+}
+
+TEST_F(StoreTest, JobIdsAreNeverReused) {
+  AddReadyDataset(*store_, "a");
+  AddReadyDataset(*store_, "b");
+  ASSERT_TRUE(store_->CreateJob("a", core::EmbedParams{}).ok());
+  auto last = store_->CreateJob("b", core::EmbedParams{});
+  ASSERT_EQ(last->id, "job-2");
+  SetState(last->id, JobState::kQueued, JobState::kCancelled);
+  ASSERT_TRUE(store_->BeginDeleteDataset("b").ok());
+  ASSERT_TRUE(store_->RemoveDataset("b").ok());
+  EXPECT_EQ(store_->CreateJob("a", core::EmbedParams{})->id, "job-3");
+}
+
+TEST_F(StoreTest, AHalfDoneDeletionCanBeContinued) {
+  AddReadyDataset(*store_, "a");
+  ASSERT_TRUE(store_->BeginDeleteDataset("a").ok());
+  // (removing its files failed here)
+  EXPECT_TRUE(store_->BeginDeleteDataset("a").ok());
+  ASSERT_TRUE(store_->RemoveDataset("a").ok());
+  EXPECT_EQ(store_->BeginDeleteDataset("a").status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, AnSqliteErrorIsInternalNotNoRows) {

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/core/store.h"
+#include "tests/core/core_test_util.h"
 #include "tests/service/test_env.h"
 
 namespace updp::testing {
@@ -35,7 +36,8 @@ class JobsTest : public ::testing::Test {
   }
   int64_t ChunkFiles() {
     int64_t n = 0;
-    for (const auto& e : fs::directory_iterator(root_ + "/data/features/fm/image")) n += e.is_regular_file();
+    for (const auto& e : fs::directory_iterator(root_ + "/data/features/fm/image"))
+      n += e.is_regular_file();
     return n;
   }
   std::string root_, images_, model_;
@@ -47,23 +49,32 @@ struct Watched {
   grpc::Status status;
 };
 
-Watched WatchAll(v1::Updp::Stub* stub, const std::string& id) {
+Watched WatchAll(v1::Updp::Stub* stub, const std::string& id, Note* first = nullptr) {
   Watched w;
   grpc::ClientContext c;
   v1::WatchJobRequest r;
   r.set_job_id(id);
   auto reader = stub->WatchJob(&c, r);
   v1::JobEvent ev;
-  while (reader->Read(&ev)) w.events.push_back(ev);
+  while (reader->Read(&ev)) {
+    w.events.push_back(ev);
+    if (first && w.events.size() == 1) first->Notify();
+  }
   w.status = reader->Finish();
   return w;
 }
 
 TEST_F(JobsTest, TwoWatchersAndOneThatDisconnects) {
+  // The job is held at its first progress report until every watcher is attached.
+  server_->gate().Arm([](const core::JobInfo& j) { return j.state == core::JobState::kRunning; });
   v1::Job job = server_->Embed("fm");
+  ASSERT_TRUE(server_->gate().WaitHeld());
   Watched a, b;
-  std::thread ta([&] { a = WatchAll(server_->stub(), job.job_id()); });
-  std::thread tb([&] { b = WatchAll(server_->stub(), job.job_id()); });
+  Note a_attached, b_attached;
+  std::thread ta([&] { a = WatchAll(server_->stub(), job.job_id(), &a_attached); });
+  std::thread tb([&] { b = WatchAll(server_->stub(), job.job_id(), &b_attached); });
+  ASSERT_TRUE(a_attached.Wait());
+  ASSERT_TRUE(b_attached.Wait());
   // A watcher that goes away after its first event.
   {
     grpc::ClientContext c;
@@ -82,6 +93,7 @@ TEST_F(JobsTest, TwoWatchersAndOneThatDisconnects) {
   v1::WatchJobRequest sr;
   sr.set_job_id(job.job_id());
   auto stalled = server_->stub()->WatchJob(&stalled_ctx, sr);
+  server_->gate().Release();
   ta.join();
   tb.join();
   for (const Watched* w : {&a, &b}) {
@@ -200,7 +212,8 @@ TEST(CrashTest, RunningJobsBecomeInterruptedOnStart) {
     auto j = (*store)->CreateJob("ds", core::EmbedParams{});
     ASSERT_TRUE(j.ok());
     // As if the process died mid-job.
-    ASSERT_TRUE((*store)->Transition(j->id, core::JobState::kQueued, core::JobState::kRunning, *j).ok());
+    ASSERT_TRUE(
+        (*store)->Transition(j->id, core::JobState::kQueued, core::JobState::kRunning, *j).ok());
   }
   Server server(root, "");
   EXPECT_EQ(server.GetJob("job-1").state(), v1::INTERRUPTED);

@@ -350,11 +350,34 @@ TEST(ServerStartTest, HalfDoneRegistrationsAndDeletionsAreFinishedAtStart) {
     ASSERT_TRUE(
         WriteFileAtomically(root + "/data/features/half/embeddings/chunk_000000.safetensors", "x")
             .ok());
+    // And a deletion that stopped after its mark, with a job and its folder.
+    core::DatasetInfo g;
+    g.name = "going";
+    g.source_kind = core::SourceKind::kManifest;
+    ASSERT_TRUE((*store)->ReserveDataset(g).ok());
+    ASSERT_TRUE((*store)->CommitDataset("going", "/m", 0, {}, "", nullptr).ok());
+    auto job = (*store)->CreateJob("going", core::EmbedParams{});
+    ASSERT_TRUE(job.ok());
+    ASSERT_TRUE((*store)
+                    ->Transition(job->id, core::JobState::kQueued, core::JobState::kCancelled, *job)
+                    .ok());
+    ASSERT_TRUE((*store)->BeginDeleteDataset("going").ok());
+    fs::create_directories(root + "/data/jobs/" + job->id);
+    fs::create_directories(root + "/data/features/going/image");
     fs::create_directories(root + "/data/prompts");
     ASSERT_TRUE(WriteFileAtomically(root + "/data/prompts/p.job-9.safetensors", "orphan").ok());
   }
   Server server(root, "");
   EXPECT_FALSE(fs::exists(root + "/data/features/half"));
+  EXPECT_FALSE(fs::exists(root + "/data/features/going"));
+  EXPECT_FALSE(fs::exists(root + "/data/jobs/job-1"));
+  {
+    grpc::ClientContext c;
+    v1::GetJobRequest r;
+    r.set_job_id("job-1");
+    v1::Job j;
+    EXPECT_EQ(server.stub()->GetJob(&c, r, &j).error_code(), grpc::NOT_FOUND);  // rows went too
+  }
   EXPECT_FALSE(fs::exists(root + "/data/prompts/p.job-9.safetensors"));
   auto x = torch::randn({5, 4});
   ASSERT_TRUE(model::WriteNpy(root + "/e.npy", x).ok());

@@ -67,7 +67,8 @@ class JobGate {
     paused_ = true;
     at_ = j;
     cv_.notify_all();
-    cv_.wait(l, [&] { return released_; });
+    // Bounded, so that a test that failed before Release() cannot hang the suite.
+    cv_.wait_for(l, std::chrono::seconds(300), [&] { return released_; });
     when_ = nullptr;
   }
   // Waits until a job is held; false after `timeout_s` (a test failure, not a timing
@@ -116,7 +117,11 @@ class Server {
                                    grpc::InsecureChannelCredentials());
     stub_ = v1::Updp::NewStub(channel_);
   }
+  ~Server() {
+    gate_.Release();  // never leave a job held (a failed assertion skips Release)
+  }
   void Stop(int64_t grace_ms = 10000) {
+    gate_.Release();
     stub_.reset();
     channel_.reset();
     EXPECT_TRUE(server_->Shutdown(grace_ms));
