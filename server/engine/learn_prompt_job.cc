@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/engine/job_util.h"
 #include "server/engine/model_engine.h"
 #include "server/model/blip2_model.h"
 #include "server/model/image_codec.h"
@@ -30,14 +31,6 @@ using core::FailedItemRow;
 using core::JobContext;
 using core::Progress;
 using nlohmann::json;
-
-namespace {
-
-double Seconds(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
-}
-
-}  // namespace
 
 absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
   if (auto s = NeedModel(); !s.ok()) return s;

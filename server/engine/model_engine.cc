@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/engine/feature_io.h"
+#include "server/engine/job_util.h"
 #include "server/model/blip2_model.h"
 #include "server/model/encoder.h"
 #include "server/model/npy.h"
@@ -29,14 +30,6 @@ using core::FailedItemRow;
 using core::JobContext;
 using core::Progress;
 using nlohmann::json;
-
-namespace {
-
-double Seconds(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
-}
-
-}  // namespace
 
 absl::Status ModelEngine::NeedModel() const {
   if (!Ready() || !model_) return absl::FailedPreconditionError("no BLIP-2 model is loaded");

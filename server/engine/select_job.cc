@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "server/engine/feature_io.h"
+#include "server/engine/job_util.h"
 #include "server/engine/model_engine.h"
 #include "server/model/blip2_model.h"
 #include "server/model/encoder.h"
@@ -20,10 +21,6 @@ using core::Progress;
 using nlohmann::json;
 
 namespace {
-
-double Seconds(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
-}
 
 // A stored prompt, loaded against (and checked for compatibility with) the model.
 absl::StatusOr<prompt::PromptModule> LoadStoredPrompt(core::ServerCore& core,
