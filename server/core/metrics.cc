@@ -213,8 +213,16 @@ void Metrics::StopExposer() {
   http_.reset();
 }
 
+void Metrics::SetDeviceRefresh(std::function<void(Metrics&)> fn) {
+  std::lock_guard<std::mutex> l(refresh_mu_);
+  refresh_device_ = std::move(fn);
+}
+
 std::string Metrics::Serialize() {
-  if (refresh_device) refresh_device(*this);
+  {
+    std::lock_guard<std::mutex> l(refresh_mu_);
+    if (refresh_device_) refresh_device_(*this);
+  }
   auto families = registry_->Collect();
   auto proc = process_->Collect();
   families.insert(families.end(), proc.begin(), proc.end());

@@ -11,6 +11,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
@@ -59,11 +60,14 @@ class Metrics {
   // Peaks since the server started (the caching allocator's high-water marks).
   prometheus::Gauge* device_memory_peak_allocated;
   prometheus::Gauge* device_memory_peak_reserved;
-  // Called at scrape time to refresh device gauges (set when the device is CUDA).
-  std::function<void(Metrics&)> refresh_device;
+  // Called at scrape time to refresh device gauges (set when the device is CUDA, once
+  // the model is loaded, while /metrics may already be serving: hence the lock).
+  void SetDeviceRefresh(std::function<void(Metrics&)> fn);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
+  std::mutex refresh_mu_;
+  std::function<void(Metrics&)> refresh_device_;
   std::unique_ptr<httplib::Server> http_;
   std::thread http_thread_;
   int bound_port_ = 0;

@@ -69,7 +69,7 @@ absl::Status ModelEngine::LoadModel() {
 #ifdef UPDP_WITH_CUDA
     if (device->is_cuda()) {
       const auto index = device->index() < 0 ? 0 : device->index();
-      metrics->refresh_device = [index](core::Metrics& m) {
+      metrics->SetDeviceRefresh([index](core::Metrics& m) {
         // Index 0 of each stat array is the aggregate over pool types in every
         // LibTorch version.
         auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(index);
@@ -77,7 +77,7 @@ absl::Status ModelEngine::LoadModel() {
         m.device_memory_reserved->Set(static_cast<double>(stats.reserved_bytes[0].current));
         m.device_memory_peak_allocated->Set(static_cast<double>(stats.allocated_bytes[0].peak));
         m.device_memory_peak_reserved->Set(static_cast<double>(stats.reserved_bytes[0].peak));
-      };
+      });
     }
 #endif
   }
