@@ -48,8 +48,10 @@ absl::StatusOr<std::string> PathPolicy::Resolve(const std::string& field,
         absl::StrCat(field, ": cannot resolve '", path, "': ", ec.message()));
   }
   if (!Allowed(canon.string())) {
-    return absl::PermissionDeniedError(absl::StrCat(
-        field, ": '", path, "' resolves to '", canon.string(), "', outside the allowed roots"));
+    // The same answer as for a missing path outside the roots, and never the target a
+    // symlink points at: neither existence nor layout outside the roots leaks.
+    return absl::PermissionDeniedError(
+        absl::StrCat(field, ": '", path, "' is outside the allowed roots"));
   }
   return canon.string();
 }

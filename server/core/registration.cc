@@ -133,12 +133,16 @@ absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string
     const std::string field = absl::StrCat("manifest.path: ", *manifest, " line ", line_no);
     fs::path full = fs::path(p).is_absolute() ? fs::path(p) : base / p;
     auto resolved = paths.Resolve(field, full.string());
-    if (resolved.status().code() == absl::StatusCode::kPermissionDenied) return resolved.status();
-    std::error_code ec;
-    std::string item_path = resolved.ok() ? *resolved : fs::weakly_canonical(full, ec).string();
+    // A line outside the roots is a failed item like a missing file (one bad line does
+    // not refuse the whole manifest); its path is kept as written, not resolved.
+    const bool outside = resolved.status().code() == absl::StatusCode::kPermissionDenied;
+    std::string item_path = resolved.ok() ? *resolved : full.lexically_normal().string();
     if (id.empty()) id = p;
     if (auto s = add.Add(id, item_path, field); !s.ok()) return s;
-    if (!resolved.ok()) list.failed.push_back({id, item_path, "file does not exist"});
+    if (!resolved.ok()) {
+      list.failed.push_back(
+          {id, item_path, outside ? "outside the allowed roots" : "file does not exist"});
+    }
   }
   if (list.items.empty()) {
     return absl::InvalidArgumentError(

@@ -25,6 +25,9 @@ namespace {
 constexpr char kModelLoading[] =
     "the BLIP-2 model is still loading; retry when health reports SERVING";
 constexpr size_t kMaxLabeledIds = 1000000;
+// A ViT-g prompt (M = 64, K = 100,000 clusters) is ~330 MB in float32; a realistic one
+// (K <= 10,000) is under 40 MB.
+constexpr size_t kMaxPromptBytes = size_t{64} << 20;
 
 }  // namespace
 
@@ -462,6 +465,11 @@ absl::StatusOr<PromptInfo> ServerCore::ImportPrompt(const std::string& name,
         "no BLIP-2 model is loaded to check the prompt's compatibility against");
   }
   if (!engine_->Ready()) return absl::UnavailableError(kModelLoading);
+  if (bytes.size() > kMaxPromptBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("artifact: ", bytes.size(),
+                                                   " bytes; a prompt artifact is at most ",
+                                                   kMaxPromptBytes >> 20, " MiB"));
+  }
   if (auto existing = store_->GetPrompt(name); existing.ok()) {
     return absl::AlreadyExistsError(absl::StrCat("name: prompt ", Quote(name), " already exists"));
   }

@@ -43,6 +43,9 @@ class SafetensorsFile {
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
   bool Has(const std::string& name) const { return tensors_.count(name) > 0; }
+  // Bytes after the header (the data section); a file whose tensors end before this
+  // carries trailing bytes.
+  size_t data_bytes() const { return map_size_ - data_offset_; }
   // Copies tensor `name` into a new CPU tensor of dtype `as` (or its stored dtype if
   // as == nullopt).
   absl::StatusOr<torch::Tensor> Get(const std::string& name,

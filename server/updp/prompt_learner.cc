@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "server/util/atomic_file.h"
 #include "server/model/safetensors.h"
+#include "server/util/atomic_file.h"
 
 namespace updp::prompt {
 
@@ -16,6 +16,10 @@ using nlohmann::json;
 namespace {
 
 constexpr char kFormat[] = "updp-prompt-v1";
+// Bounds an artifact's config must respect (the service's LearnPrompt bounds for M;
+// K far above any labeling budget).
+constexpr int kMaxContext = 64;
+constexpr int kMaxClusters = 100000;
 
 // PyTorch's default nn.Linear initialisation: U(-1/sqrt(in), 1/sqrt(in)).
 std::pair<torch::Tensor, torch::Tensor> LinearInit(int64_t in, int64_t out) {
@@ -33,7 +37,8 @@ torch::Tensor NtXent(const torch::Tensor& a, const torch::Tensor& b, double tau)
   const int64_t n = a.size(0);
   torch::Tensor z = torch::cat({a, b}, 0);
   torch::Tensor sim = torch::mm(z, z.t()) / tau;
-  torch::Tensor eye = torch::eye(2 * n, torch::TensorOptions().dtype(torch::kBool).device(z.device()));
+  torch::Tensor eye =
+      torch::eye(2 * n, torch::TensorOptions().dtype(torch::kBool).device(z.device()));
   sim = sim.masked_fill(eye, -std::numeric_limits<float>::infinity());
   torch::Tensor target = torch::cat({torch::arange(n, 2 * n), torch::arange(0, n)}).to(z.device());
   return F::cross_entropy(sim, target);
@@ -42,12 +47,18 @@ torch::Tensor NtXent(const torch::Tensor& a, const torch::Tensor& b, double tau)
 }  // namespace
 
 json PromptConfig::ToJson() const {
-  return {{"num_context", num_context},   {"num_clusters", num_clusters},
-          {"epochs", epochs},             {"batch_size", batch_size},
-          {"learning_rate", learning_rate}, {"views", views},
-          {"seed", seed},                 {"init_phrase", init_phrase},
-          {"tau_instance", tau_instance}, {"tau_cluster", tau_cluster},
-          {"instance_dim", instance_dim}, {"feature", feature},
+  return {{"num_context", num_context},
+          {"num_clusters", num_clusters},
+          {"epochs", epochs},
+          {"batch_size", batch_size},
+          {"learning_rate", learning_rate},
+          {"views", views},
+          {"seed", seed},
+          {"init_phrase", init_phrase},
+          {"tau_instance", tau_instance},
+          {"tau_cluster", tau_cluster},
+          {"instance_dim", instance_dim},
+          {"feature", feature},
           {"trained_on_dataset", trained_on_dataset}};
 }
 
@@ -101,8 +112,8 @@ PromptModule PromptModule::Create(const model::Blip2Model& m, const model::BertT
   std::tie(p.c_w1_, p.c_b1_) = LinearInit(fd, fd);
   std::tie(p.c_w2_, p.c_b2_) = LinearInit(fd, cfg.num_clusters);
   const auto dev = m.options().device;
-  for (torch::Tensor* t : {&p.ctx_, &p.i_w1_, &p.i_b1_, &p.i_w2_, &p.i_b2_, &p.c_w1_, &p.c_b1_,
-                           &p.c_w2_, &p.c_b2_}) {
+  for (torch::Tensor* t :
+       {&p.ctx_, &p.i_w1_, &p.i_b1_, &p.i_w2_, &p.i_b2_, &p.c_w1_, &p.c_b1_, &p.c_w2_, &p.c_b2_}) {
     *t = t->to(dev, torch::kFloat32).detach().set_requires_grad(true);
   }
   return p;
@@ -114,10 +125,14 @@ std::vector<torch::Tensor> PromptModule::parameters() const {
 
 std::vector<std::pair<std::string, torch::Tensor>> PromptModule::named() const {
   return {{"context", ctx_},
-          {"instance_head.0.weight", i_w1_}, {"instance_head.0.bias", i_b1_},
-          {"instance_head.2.weight", i_w2_}, {"instance_head.2.bias", i_b2_},
-          {"cluster_head.0.weight", c_w1_},  {"cluster_head.0.bias", c_b1_},
-          {"cluster_head.2.weight", c_w2_},  {"cluster_head.2.bias", c_b2_}};
+          {"instance_head.0.weight", i_w1_},
+          {"instance_head.0.bias", i_b1_},
+          {"instance_head.2.weight", i_w2_},
+          {"instance_head.2.bias", i_b2_},
+          {"cluster_head.0.weight", c_w1_},
+          {"cluster_head.0.bias", c_b1_},
+          {"cluster_head.2.weight", c_w2_},
+          {"cluster_head.2.bias", c_b2_}};
 }
 
 void PromptModule::CopyFrom(const std::vector<std::pair<std::string, torch::Tensor>>& src) {
@@ -157,36 +172,73 @@ absl::StatusOr<std::pair<PromptModule, PromptConfig>> PromptModule::Load(
   auto meta = ReadMetadata(bytes);
   if (!meta.ok()) return meta.status();
   if (meta->second != m.identity()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "artifact: prompt was trained on model ", meta->second, ", the loaded model is ",
-        m.identity(), " (incompatible checkpoint)"));
+    return absl::FailedPreconditionError(absl::StrCat("artifact: prompt was trained on model ",
+                                                      meta->second, ", the loaded model is ",
+                                                      m.identity(), " (incompatible checkpoint)"));
   }
   auto f = model::SafetensorsFile::FromBytes(bytes, "prompt artifact");
   if (!f.ok()) return f.status();
   const PromptConfig& cfg = meta->first;
+  // Validated here, at the door: a bad artifact must not be stored and fail later.
+  if (cfg.num_context < 1 || cfg.num_context > kMaxContext) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("artifact: num_context ", cfg.num_context, " is not in 1..", kMaxContext));
+  }
+  if (cfg.num_clusters < 2 || cfg.num_clusters > kMaxClusters) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("artifact: num_clusters ", cfg.num_clusters, " is not in 2..", kMaxClusters));
+  }
+  if (cfg.instance_dim < 1 || cfg.instance_dim > 65536) {
+    return absl::InvalidArgumentError("artifact: instance_dim is not in 1..65536");
+  }
+  size_t end = 0;
+  for (const auto& [name, info] : (*f)->tensors()) end = std::max(end, info.end);
+  if (end != (*f)->data_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("artifact: ", (*f)->data_bytes() - end,
+                                                   " trailing bytes after the last tensor"));
+  }
   PromptModule p;
   p.feature_ = cfg.feature;
-  auto ids = (*f)->Get("special_ids");
+  if ((*f)->tensors().size() != p.named().size() + 1) {
+    return absl::InvalidArgumentError("artifact: unexpected tensors (not an updp prompt)");
+  }
+  auto ids = (*f)->Get("special_ids", torch::kLong);
   if (!ids.ok()) return ids.status();
   if (ids->dim() != 1 || ids->numel() != 2) {
     return absl::InvalidArgumentError("artifact: special_ids must hold 2 token ids");
   }
   p.cls_id_ = (*ids)[0].item<int64_t>();
   p.sep_id_ = (*ids)[1].item<int64_t>();
+  const int64_t vocab = m.word_embeddings().size(0);
+  for (int64_t id : {p.cls_id_, p.sep_id_}) {
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("artifact: special token id ", id,
+                                                     " is outside the vocabulary (", vocab, ")"));
+    }
+  }
   const int64_t d = m.word_embeddings().size(1);
   const int64_t fd = cfg.feature == "projected" ? m.config().image_text_hidden_size : d;
   std::map<std::string, std::vector<int64_t>> shapes = {
       {"context", {cfg.num_context, d}},
-      {"instance_head.0.weight", {fd, fd}}, {"instance_head.0.bias", {fd}},
-      {"instance_head.2.weight", {cfg.instance_dim, fd}}, {"instance_head.2.bias", {cfg.instance_dim}},
-      {"cluster_head.0.weight", {fd, fd}}, {"cluster_head.0.bias", {fd}},
-      {"cluster_head.2.weight", {cfg.num_clusters, fd}}, {"cluster_head.2.bias", {cfg.num_clusters}}};
+      {"instance_head.0.weight", {fd, fd}},
+      {"instance_head.0.bias", {fd}},
+      {"instance_head.2.weight", {cfg.instance_dim, fd}},
+      {"instance_head.2.bias", {cfg.instance_dim}},
+      {"cluster_head.0.weight", {fd, fd}},
+      {"cluster_head.0.bias", {fd}},
+      {"cluster_head.2.weight", {cfg.num_clusters, fd}},
+      {"cluster_head.2.bias", {cfg.num_clusters}}};
   std::vector<std::pair<std::string, torch::Tensor>> loaded;
   for (auto& [name, shape] : p.named()) {
     auto t = (*f)->Get(name, torch::kFloat32);
     if (!t.ok()) return t.status();
     if (t->sizes().vec() != shapes.at(name)) {
-      return absl::InvalidArgumentError(absl::StrCat("artifact: tensor '", name, "' has the wrong shape"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("artifact: tensor '", name, "' has the wrong shape"));
+    }
+    if (!torch::isfinite(*t).all().item<bool>()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("artifact: tensor '", name, "' is not finite"));
     }
     loaded.emplace_back(name, t->to(m.options().device).set_requires_grad(true));
   }
@@ -209,8 +261,8 @@ torch::Tensor PromptModule::JointFeatures(const model::Blip2Model& m,
   torch::Tensor cls = emb[cls_id_].unsqueeze(0), sep = emb[sep_id_].unsqueeze(0);
   // [CLS] c_1..c_M [SEP] as input embeddings; positions 0..M+1 are added by the model.
   torch::Tensor text = torch::cat({cls, ctx_, sep}, 0).unsqueeze(0).expand({b, -1, -1});
-  torch::Tensor out = m.MultimodalOutput(image_embeds, m.TextEmbeddingsFromInputs(text),
-                                         torch::Tensor());
+  torch::Tensor out =
+      m.MultimodalOutput(image_embeds, m.TextEmbeddingsFromInputs(text), torch::Tensor());
   const int64_t q = m.config().num_query_tokens;
   torch::Tensor h;
   if (feature_ == "cls") {
@@ -249,7 +301,8 @@ Losses ComputeLosses(const torch::Tensor& z_a, const torch::Tensor& z_b, const t
   return l;
 }
 
-ViewCache::ViewCache(torch::Tensor whole) : ViewCache(std::vector<torch::Tensor>{std::move(whole)}) {}
+ViewCache::ViewCache(torch::Tensor whole)
+    : ViewCache(std::vector<torch::Tensor>{std::move(whole)}) {}
 
 ViewCache::ViewCache(std::vector<torch::Tensor> parts) {
   for (auto& p : parts) {
@@ -327,8 +380,11 @@ absl::Status PromptTrainer::SaveCheckpoint(const std::string& dir) const {
   ::mkdir(dir.c_str(), 0755);
   json hist = json::array();
   for (const auto& h : history_) {
-    hist.push_back({{"epoch", h.epoch}, {"loss", h.loss}, {"instance", h.instance_loss},
-                    {"cluster", h.cluster_loss}, {"entropy", h.entropy_term},
+    hist.push_back({{"epoch", h.epoch},
+                    {"loss", h.loss},
+                    {"instance", h.instance_loss},
+                    {"cluster", h.cluster_loss},
+                    {"entropy", h.entropy_term},
                     {"usage_entropy", h.usage_entropy}});
   }
   std::vector<std::pair<std::string, torch::Tensor>> t;
@@ -345,9 +401,9 @@ absl::Status PromptTrainer::SaveCheckpoint(const std::string& dir) const {
   if (std::rename(opt_tmp.c_str(), opt_path.c_str()) != 0) {
     return absl::InternalError("checkpoint: rename failed");
   }
-  return model::WriteSafetensors(dir + "/checkpoint.safetensors", t,
-                                 {{"epochs_done", std::to_string(epochs_done_)},
-                                  {"history", hist.dump()}});
+  return model::WriteSafetensors(
+      dir + "/checkpoint.safetensors", t,
+      {{"epochs_done", std::to_string(epochs_done_)}, {"history", hist.dump()}});
 }
 
 absl::Status PromptTrainer::LoadCheckpoint(const std::string& dir) {
@@ -376,7 +432,8 @@ absl::Status PromptTrainer::LoadCheckpoint(const std::string& dir) {
       history_.push_back(s);
     }
   } catch (const std::exception& e) {
-    return absl::DataLossError(absl::StrCat(dir, "/checkpoint.safetensors: bad metadata: ", e.what()));
+    return absl::DataLossError(
+        absl::StrCat(dir, "/checkpoint.safetensors: bad metadata: ", e.what()));
   }
   adam_ = std::make_unique<torch::optim::Adam>(module_.parameters(),
                                                torch::optim::AdamOptions(cfg_.learning_rate));

@@ -134,7 +134,18 @@ TEST_F(BadInputTest, Manifest) {
                                   "id,path\na,images/00000.png\na,images/00001.png\n").ok());
   EXPECT_STATUS(RegisterManifest("m", root_ + "/dup.csv"), grpc::INVALID_ARGUMENT, "duplicate item id 'a'");
   ASSERT_TRUE(WriteFileAtomically(root_ + "/outside.txt", "/etc/passwd\n").ok());
-  EXPECT_STATUS(RegisterManifest("m", root_ + "/outside.txt"), grpc::PERMISSION_DENIED, "line 1");
+  {
+    // A line outside the roots is a failed item (like a missing file), not a refusal.
+    v1::RegisterDatasetRequest r;
+    r.set_name("outside");
+    r.mutable_manifest()->set_path(root_ + "/outside.txt");
+    grpc::ClientContext c;
+    v1::Dataset d;
+    ASSERT_TRUE(server_->stub()->RegisterDataset(&c, r, &d).ok());
+    ASSERT_EQ(d.num_failed(), 1);
+    EXPECT_EQ(d.failed_items(0).error(), "outside the allowed roots");
+    EXPECT_EQ(d.failed_items(0).path(), "/etc/passwd");
+  }
   ASSERT_TRUE(WriteFileAtomically(root_ + "/empty.txt", "\n# nothing\n").ok());
   EXPECT_STATUS(RegisterManifest("m", root_ + "/empty.txt"), grpc::INVALID_ARGUMENT, "no items");
   // Plain list with one missing file: registered, the missing file listed as failed.

@@ -1,7 +1,9 @@
 // LEARN_PROMPT jobs, prompt transfer between datasets and servers, and the updp strategy.
+#include <cstring>
+#include <functional>
 #include <nlohmann/json.hpp>
-
 #include <set>
+#include <tuple>
 
 #include "server/model/safetensors.h"
 #include "tests/service/test_env.h"
@@ -112,7 +114,8 @@ TEST_F(PromptServiceTest, LearnExportImportAndSelectOnAnotherDataset) {
     std::set<std::string> ids;
     std::set<int64_t> heads;
     for (const auto& it : resp.items()) {
-      EXPECT_TRUE(ids.insert(it.item_id()).second) << rule << ": " << it.item_id() << " picked twice";
+      EXPECT_TRUE(ids.insert(it.item_id()).second)
+          << rule << ": " << it.item_id() << " picked twice";
       if (std::string(rule) == "cluster-head" && it.cluster() >= 0) {
         // One pick per cluster head, scored by its cluster probability.
         EXPECT_TRUE(heads.insert(it.cluster()).second) << "cluster " << it.cluster() << " twice";
@@ -148,9 +151,8 @@ TEST_F(PromptServiceTest, CancelledAndResumedJobEqualsUninterrupted) {
   ASSERT_EQ(server_->WaitJob(ref.job_id()).state(), v1::SUCCEEDED);
 
   // Held deterministically after epoch 2's checkpoint; cancelled there.
-  server_->gate().Arm([](const core::JobInfo& j) {
-    return j.progress.stage == "train" && j.progress.done >= 2;
-  });
+  server_->gate().Arm(
+      [](const core::JobInfo& j) { return j.progress.stage == "train" && j.progress.done >= 2; });
   v1::Job job = Learn("cut", 6);
   ASSERT_TRUE(server_->gate().WaitHeld());
   {
@@ -187,6 +189,66 @@ TEST_F(PromptServiceTest, CancelledAndResumedJobEqualsUninterrupted) {
   // ... and removed once the prompt is stored.
   EXPECT_FALSE(fs::exists(dir));
   EXPECT_TRUE(torch::equal(Context(Export("ref")), Context(Export("cut"))));
+}
+
+// The artifact with `edit` applied to its safetensors JSON header.
+std::string EditHeader(const std::string& art, const std::function<void(nlohmann::json&)>& edit) {
+  uint64_t n = 0;
+  std::memcpy(&n, art.data(), 8);
+  auto h = nlohmann::json::parse(art.substr(8, n));
+  edit(h);
+  const std::string hs = h.dump();
+  const uint64_t m = hs.size();
+  return std::string(reinterpret_cast<const char*>(&m), 8) + hs + art.substr(8 + n);
+}
+
+std::string EditConfig(const std::string& art, const char* key, int value) {
+  return EditHeader(art, [&](nlohmann::json& h) {
+    auto cfg = nlohmann::json::parse(h["__metadata__"]["config"].get<std::string>());
+    cfg[key] = value;
+    h["__metadata__"]["config"] = cfg.dump();
+  });
+}
+
+TEST_F(PromptServiceTest, ImportValidatesTheArtifactAtTheDoor) {
+  v1::Job job = Learn("pv", 1);
+  ASSERT_EQ(server_->WaitJob(job.job_id()).state(), v1::SUCCEEDED);
+  const std::string art = Export("pv");
+  auto import = [&](const std::string& name, const std::string& bytes) {
+    grpc::ClientContext c;
+    v1::ImportPromptRequest r;
+    r.set_name(name);
+    r.set_artifact(bytes);
+    v1::Prompt p;
+    return server_->stub()->ImportPrompt(&c, r, &p);
+  };
+  // Out-of-vocabulary special token: the first int64 of special_ids.
+  std::string bad_ids = art;
+  {
+    uint64_t n = 0;
+    std::memcpy(&n, art.data(), 8);
+    auto h = nlohmann::json::parse(art.substr(8, n));
+    const size_t at = 8 + n + h["special_ids"]["data_offsets"][0].get<size_t>();
+    const int64_t huge = 1 << 30;
+    bad_ids.replace(at, 8, reinterpret_cast<const char*>(&huge), 8);
+  }
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"num_context 5000", EditConfig(art, "num_context", 5000), "num_context"},
+      {"num_clusters 0", EditConfig(art, "num_clusters", 0), "num_clusters"},
+      {"special id outside the vocabulary", bad_ids, "vocabulary"},
+      {"trailing bytes", art + "junk", "trailing"},
+      {"over 64 MiB", art + std::string(65 << 20, 'x'), "MiB"},
+  };
+  for (const auto& [what, bytes, needle] : cases) {
+    grpc::Status s = import("bad", bytes);
+    EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << what << ": " << s.error_message();
+    EXPECT_NE(s.error_message().find(needle), std::string::npos)
+        << what << ": " << s.error_message();
+  }
+  EXPECT_TRUE(import("good", art).ok());  // the untouched artifact still imports
+  for (const auto& e : fs::directory_iterator(root_ + "/data/prompts")) {
+    EXPECT_NE(e.path().filename().string().rfind("bad.", 0), 0u) << e.path();  // nothing stored
+  }
 }
 
 }  // namespace

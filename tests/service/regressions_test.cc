@@ -244,6 +244,23 @@ TEST_F(RegressionTest, SelectingFromADatasetWhoseItemsAllFailedIsAPreconditionEr
   EXPECT_NE(submit.error_message().find("nothing to select from"), std::string::npos);
 }
 
+TEST_F(RegressionTest, PathsOutsideTheRootsGetOneAnswerThatRevealsNothing) {
+  // A symlink inside the roots that points outside, an existing and a missing path
+  // outside: the same code and message shape, never the symlink's target.
+  fs::create_directory_symlink("/usr/share", root_ + "/escape");
+  v1::Dataset d;
+  grpc::Status via_link = server_->Register("link", root_ + "/escape", &d);
+  grpc::Status existing = server_->Register("e", "/usr/share", &d);
+  grpc::Status missing = server_->Register("m", "/usr/share/no-such-dir-xyz", &d);
+  for (const grpc::Status* s : {&via_link, &existing, &missing}) {
+    EXPECT_EQ(s->error_code(), grpc::PERMISSION_DENIED) << s->error_message();
+    EXPECT_NE(s->error_message().find("is outside the allowed roots"), std::string::npos)
+        << s->error_message();
+  }
+  EXPECT_EQ(via_link.error_message().find("/usr/share"), std::string::npos)
+      << via_link.error_message();
+}
+
 TEST(ServerStartTest, TwoServersCannotShareAPortOrADataDir) {
   std::string root = MakeTempDir("two");
   Server a(root, "");
