@@ -25,6 +25,7 @@
 #include "server/model/encoder.h"
 #include "server/model/safetensors.h"
 #include "server/model/test_model.h"
+#include "server/util/flags_help.h"
 
 #ifdef UPDP_WITH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
@@ -81,6 +82,7 @@ int Fail(const std::string& msg) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("updp-bench-encoder [--model_dir DIR | --preset P] [--device D]");
+  updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_threads) > 0) torch::set_num_threads(absl::GetFlag(FLAGS_threads));
   auto device = updp::model::ParseDevice(absl::GetFlag(FLAGS_device));

@@ -35,6 +35,7 @@
 #include "absl/strings/str_split.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "proto/updp/v1/updp.grpc.pb.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, addr, "localhost:50051", "updp-server address");
 ABSL_FLAG(std::vector<std::string>, manifests, {},
@@ -269,6 +270,7 @@ void PrintPhase(const std::string& title, const nlohmann::json& phase) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "updp-bench-rpc-latency --addr HOST:PORT --manifests A.csv,B.csv,C.csv [--json_out F]");
+  updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   const std::string addr = absl::GetFlag(FLAGS_addr);
   const auto manifests = absl::GetFlag(FLAGS_manifests);

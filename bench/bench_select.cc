@@ -21,6 +21,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
 #include "server/select/strategies.h"
+#include "server/util/flags_help.h"
 #ifdef UPDP_HAVE_FAISS
 #include <faiss/Clustering.h>
 #include <faiss/IndexFlat.h>
@@ -93,6 +94,7 @@ torch::Tensor MakeData(int64_t n, int64_t d) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   if (int t = absl::GetFlag(FLAGS_threads); t > 0) torch::set_num_threads(t);
   const int d = absl::GetFlag(FLAGS_d);

@@ -79,3 +79,7 @@ target_link_libraries(updp_client PUBLIC updp_proto absl::str_format absl::statu
                       nlohmann_json::nlohmann_json)
 add_executable(updpctl client/updpctl.cc)
 target_link_libraries(updpctl PRIVATE updp_client)
+
+# `cmake --install BUILD [--prefix DIR]`: the server, the CLI and the tools.
+include(GNUInstallDirs)
+install(TARGETS updp-server updpctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

@@ -15,6 +15,7 @@
 #include "absl/strings/str_split.h"
 #include "server/app/app.h"
 #include "server/core/metrics.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(int, port, 50051, "gRPC port");
 ABSL_FLAG(std::string, host, "0.0.0.0", "gRPC listen address");
@@ -55,6 +56,7 @@ ABSL_FLAG(int, rpc_queue, 256, "queued request work beyond which calls get RESOU
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("updp-server --data_dir DIR --model_dir DIR --allowed_roots A,B");
+  updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t set;

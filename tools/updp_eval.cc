@@ -31,6 +31,7 @@
 #include "server/updp/augment.h"
 #include "server/updp/prompt_learner.h"
 #include "tools/fmnist_lib.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, train_features, "", ".npy [N,D] float32/float16");
 ABSL_FLAG(std::string, train_labels, "", ".npy [N] int64");
@@ -201,6 +202,7 @@ ModelFeatures ComputeModelFeatures(const updp::tools::FashionMnist& tr, const up
 }  // namespace
 
 int main(int argc, char** argv) {
+  updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   torch::Tensor xtr, ytr, xte, yte, xsel;
   std::string source;

@@ -7,6 +7,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "tools/fmnist_lib.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, out, "", "output folder");
 ABSL_FLAG(std::string, split, "train", "train | test");
@@ -14,6 +15,7 @@ ABSL_FLAG(int, limit, 0, "number of images (0 = all)");
 ABSL_FLAG(int, offset, 0, "first image");
 
 int main(int argc, char** argv) {
+  updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_out).empty()) {
     std::cerr << "usage: updp-fmnist --out DIR [--split train|test] [--limit N] [--offset K]\n";

@@ -7,6 +7,7 @@
 #include "absl/flags/usage.h"
 #include "server/util/atomic_file.h"
 #include "server/model/test_model.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, out, "", "output folder");
 ABSL_FLAG(std::string, preset, "tiny", "tiny | small | vit-g");
@@ -17,6 +18,7 @@ ABSL_FLAG(int, qformer_layers, 0, "override the preset's number of Q-Former laye
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("updp-make-test-model --out DIR --preset tiny|small|vit-g");
+  updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_out).empty()) {
     std::cerr << "updp-make-test-model: --out is required\n";

@@ -10,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "server/model/blip2_model.h"
 #include "server/model/safetensors.h"
+#include "server/util/flags_help.h"
 
 ABSL_FLAG(std::string, fixture, "", "fixture folder (config.json, model.safetensors, inputs/expected)");
 ABSL_FLAG(double, tolerance, 1e-4, "maximum allowed absolute difference");
@@ -23,6 +24,7 @@ using updp::model::Blip2Model;
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("updp-parity --fixture DIR");
+  updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   const std::string dir = absl::GetFlag(FLAGS_fixture);
   if (dir.empty()) {
