@@ -151,6 +151,17 @@ absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string
   return list;
 }
 
+absl::StatusOr<std::vector<ItemRow>> ItemsFromIds(const std::vector<std::string>& ids,
+                                                  const std::string& field) {
+  ItemList list;
+  list.items.reserve(ids.size());
+  ItemAdder add(&list);
+  for (const auto& id : ids) {
+    if (auto s = add.Add(id, "", field); !s.ok()) return s;
+  }
+  return std::move(list.items);
+}
+
 absl::StatusOr<std::vector<std::string>> ReadIdsFile(const PathPolicy& paths,
                                                      const std::string& path) {
   auto idf = paths.Resolve("embeddings.ids_path", path);

@@ -31,6 +31,11 @@ absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string
 absl::StatusOr<std::vector<std::string>> ReadIdsFile(const PathPolicy& paths,
                                                      const std::string& path);
 
+// Items without paths (an embeddings source), one per id in order; ids must be
+// unique and non-empty (INVALID_ARGUMENT naming `field` otherwise).
+absl::StatusOr<std::vector<ItemRow>> ItemsFromIds(const std::vector<std::string>& ids,
+                                                  const std::string& field);
+
 // The contents of a regular file that a request names (`field`). A FIFO, device or
 // directory is refused before it is opened, so a read can never block forever.
 absl::StatusOr<std::string> ReadRequestFile(const std::string& field, const std::string& path);

@@ -5,7 +5,6 @@
 #include <filesystem>
 #include <iostream>
 #include <set>
-#include <unordered_set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -211,16 +210,12 @@ absl::StatusOr<DatasetInfo> ServerCore::Register(const std::string& name, Source
       return absl::InvalidArgumentError(absl::StrCat("embeddings.ids_path: has ", ids.size(),
                                                      " ids but the array has ", *rows, " rows"));
     }
-    std::unordered_set<std::string> seen;
-    list.items.reserve(*rows);
-    for (int64_t i = 0; i < *rows; ++i) {
-      std::string id = ids_path.empty() ? std::to_string(i) : ids[i];
-      if (!seen.insert(id).second) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("embeddings.ids_path: duplicate item id ", Quote(id)));
-      }
-      list.items.push_back({i, std::move(id), ""});
+    if (ids_path.empty()) {
+      for (int64_t i = 0; i < *rows; ++i) ids.push_back(std::to_string(i));
     }
+    auto items = ItemsFromIds(ids, "embeddings.ids_path");
+    if (!items.ok()) return items.status();
+    list.items = std::move(*items);
     chunk.count = *rows;
   }
   if (auto s = store_->AddItems(name, list.items); !s.ok()) return s;

@@ -155,6 +155,15 @@ class Stmt {
   int rc_;
 };
 
+// The text of the first column of every row of `s`.
+absl::StatusOr<std::vector<std::string>> FirstColumn(sqlite3* db, Stmt& s, const char* what) {
+  std::vector<std::string> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
+  if (rc != SQLITE_DONE) return SqlError(db, what);
+  return out;
+}
+
 absl::Status Exec(sqlite3* db, const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
@@ -536,11 +545,10 @@ absl::StatusOr<std::vector<std::string>> Store::BeginDeleteDataset(const std::st
     up.Bind(1, name);
     if (auto s = up.Run("mark dataset deleting"); !s.ok()) return s;
   }
-  std::vector<std::string> ids;
   Stmt j(db_, "SELECT id FROM jobs WHERE dataset=?;");
   j.Bind(1, name);
-  while ((rc = j.Step()) == SQLITE_ROW) ids.push_back(j.Text(0));
-  if (rc != SQLITE_DONE) return SqlError(db_, "list jobs");
+  auto ids = FirstColumn(db_, j, "list jobs");
+  if (!ids.ok()) return ids.status();
   if (auto s = tx.Commit(); !s.ok()) return s;
   return ids;
 }
@@ -594,11 +602,7 @@ absl::StatusOr<std::vector<std::string>> Store::JobIdsOf(const std::string& data
   if (!r.status().ok()) return r.status();
   Stmt s(r.db(), "SELECT id FROM jobs WHERE dataset=? ORDER BY seq;");
   s.Bind(1, dataset);
-  std::vector<std::string> out;
-  int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
-  if (rc != SQLITE_DONE) return SqlError(r.db(), "list job ids");
-  return out;
+  return FirstColumn(r.db(), s, "list job ids");
 }
 
 absl::StatusOr<DatasetInfo> Store::GetDataset(const std::string& name) {
@@ -610,13 +614,11 @@ absl::StatusOr<DatasetInfo> Store::GetDataset(const std::string& name) {
 absl::StatusOr<std::vector<DatasetInfo>> Store::ListDatasets() {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
-  std::vector<std::string> names;
   Stmt s(r.db(), "SELECT name FROM datasets WHERE state=1 ORDER BY name;");
-  int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) names.push_back(s.Text(0));
-  if (rc != SQLITE_DONE) return SqlError(r.db(), "list datasets");
+  auto names = FirstColumn(r.db(), s, "list datasets");
+  if (!names.ok()) return names.status();
   std::vector<DatasetInfo> out;
-  for (const auto& n : names) {
+  for (const auto& n : *names) {
     auto d = ReadDataset(r.db(), n);
     if (!d.ok()) return d.status();
     out.push_back(std::move(*d));
@@ -937,11 +939,7 @@ absl::StatusOr<std::vector<std::string>> Store::JobIdsInState(JobState state) {
   if (!r.status().ok()) return r.status();
   Stmt s(r.db(), "SELECT id FROM jobs WHERE state=? ORDER BY seq;");
   s.Bind(1, static_cast<int64_t>(state));
-  std::vector<std::string> out;
-  int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Text(0));
-  if (rc != SQLITE_DONE) return SqlError(r.db(), "list job ids");
-  return out;
+  return FirstColumn(r.db(), s, "list job ids");
 }
 
 absl::StatusOr<std::vector<std::tuple<JobKind, JobState, int>>> Store::CountActiveJobs() {

@@ -102,20 +102,20 @@ void ModelEngine::RegisterJobs(core::JobManager& jobs) {
 }
 
 absl::StatusOr<core::PromptMeta> ModelEngine::CheckPrompt(const std::string& artifact) {
-  auto meta = prompt::PromptModule::ReadMetadata(artifact);
-  if (!meta.ok()) return CleanStatus(meta.status());
   if (!Ready()) {
     return absl::UnavailableError(
         "the BLIP-2 model is still loading; retry when health reports SERVING");
   }
+  // Load reads the metadata, checks the model identity and validates every tensor.
   auto loaded = prompt::PromptModule::Load(artifact, *model_);
   if (!loaded.ok()) return CleanStatus(loaded.status());
+  const prompt::PromptConfig& cfg = loaded->second;
   core::PromptMeta out;
-  out.model_identity = meta->second;
-  out.num_context = meta->first.num_context;
-  out.num_clusters = meta->first.num_clusters;
-  out.config_json = meta->first.ToJson().dump();
-  out.trained_on_dataset = meta->first.trained_on_dataset;
+  out.model_identity = model_->identity();
+  out.num_context = cfg.num_context;
+  out.num_clusters = cfg.num_clusters;
+  out.config_json = cfg.ToJson().dump();
+  out.trained_on_dataset = cfg.trained_on_dataset;
   return out;
 }
 

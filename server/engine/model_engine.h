@@ -21,6 +21,10 @@ class BertTokenizer;
 class ImageEncoder;
 }  // namespace updp::model
 
+namespace updp::prompt {
+class PromptModule;
+}  // namespace updp::prompt
+
 namespace updp::engine {
 
 class ModelEngine : public core::Engine {
@@ -48,7 +52,7 @@ class ModelEngine : public core::Engine {
   // Ensures prompted joint features of every item (and, in the same pass, image
   // features where missing) exist as chunks; resumable by chunk.
   absl::Status ExtractPromptFeatures(core::JobContext& ctx, const std::string& dataset,
-                                     const std::string& prompt);
+                                     const std::string& prompt, const prompt::PromptModule& mod);
   // Model-backed job bodies refuse to run before the model is there.
   absl::Status NeedModel() const;
 

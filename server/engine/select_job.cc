@@ -1,6 +1,7 @@
 // The SELECT job body (and the prompted-feature extraction the updp strategy needs).
 #include <chrono>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <unordered_map>
 
@@ -36,10 +37,8 @@ absl::StatusOr<prompt::PromptModule> LoadStoredPrompt(core::ServerCore& core,
 }  // namespace
 
 absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::string& dataset,
-                                                const std::string& prompt) {
-  auto loaded = LoadStoredPrompt(*core_, *model_, prompt);
-  if (!loaded.ok()) return loaded.status();
-  const prompt::PromptModule& mod = *loaded;
+                                                const std::string& prompt,
+                                                const prompt::PromptModule& mod) {
   core::Store& store = core_->store();
   const std::string source = core::PromptFeatures(prompt);
   auto prompt_dir = core_->FeatureDir(dataset, source);
@@ -125,9 +124,15 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   const core::JobInfo& job = ctx.job();
   const auto& p = std::get<core::SelectParams>(job.params);
   core::Store& store = core_->store();
+  // The updp strategy's prompt, read and checked once for both the feature pass and
+  // the cluster-head rule.
+  std::optional<prompt::PromptModule> mod;
   if (p.strategy == "updp") {
     if (auto s = NeedModel(); !s.ok()) return s;
-    auto s = ExtractPromptFeatures(ctx, job.dataset, p.prompt);
+    auto loaded = LoadStoredPrompt(*core_, *model_, p.prompt);
+    if (!loaded.ok()) return loaded.status();
+    mod.emplace(std::move(*loaded));
+    auto s = ExtractPromptFeatures(ctx, job.dataset, p.prompt, *mod);
     if (!s.ok()) return ctx.Cancelled() ? core::JobStopped() : s;
   }
   Progress pr;
@@ -160,8 +165,6 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   const auto start = std::chrono::steady_clock::now();
   std::vector<select::Pick> picks;
   if (p.strategy == "updp" && p.rule == "cluster-head") {
-    auto mod = LoadStoredPrompt(*core_, *model_, p.prompt);
-    if (!mod.ok()) return mod.status();
     torch::NoGradGuard g;
     torch::Tensor prob =
         mod->Cluster(x.to(model_->options().device, torch::kFloat32)).to(torch::kCPU);

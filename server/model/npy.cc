@@ -18,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "server/util/atomic_file.h"
 #include "server/util/error_text.h"
+#include "server/util/regular_file.h"
 
 namespace updp::model {
 namespace {
@@ -47,34 +48,6 @@ class FdCloser {
  private:
   int fd_;
 };
-
-// Opens `path` read-only if it is a regular file, setting `*size`. stat() comes first:
-// opening a FIFO for reading blocks until a writer appears. O_NONBLOCK covers a FIFO
-// swapped in between the two calls (it has no effect on regular files).
-absl::StatusOr<int> OpenRegularFile(const std::string& path, size_t* size) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
-  }
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
-  }
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return absl::InternalError(absl::StrCat(path, ": fstat failed: ", std::strerror(err)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
-  }
-  *size = static_cast<size_t>(st.st_size);
-  return fd;
-}
 
 // Reads exactly `len` bytes at `offset` (pread may return fewer).
 bool PreadAll(int fd, char* buf, size_t len, size_t offset) {

@@ -17,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "server/util/atomic_file.h"
 #include "server/util/error_text.h"
+#include "server/util/regular_file.h"
 
 namespace updp::model {
 namespace {
@@ -155,29 +156,10 @@ std::string DtypeToString(torch::ScalarType t) {
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  // stat() before open(): opening a FIFO for reading blocks until a writer appears.
-  // O_NONBLOCK covers one swapped in between (no effect on regular files).
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
-  }
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat(path, ": cannot open: ", std::strerror(errno)));
-  }
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return absl::InternalError(absl::StrCat(path, ": fstat failed: ", std::strerror(err)));
-  }
-  if (!S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
-  }
-  size_t size = static_cast<size_t>(st.st_size);
+  size_t size = 0;
+  auto opened = OpenRegularFile(path, &size);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
   if (size < 8) {
     ::close(fd);
     return absl::InvalidArgumentError(

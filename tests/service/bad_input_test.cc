@@ -40,16 +40,6 @@ class BadInputTest : public ::testing::Test {
     v1::Dataset d;
     return server_->stub()->RegisterDataset(&c, r, &d);
   }
-  grpc::Status RegisterNpy(const std::string& name, const std::string& path,
-                           const std::string& ids = "") {
-    v1::RegisterDatasetRequest r;
-    r.set_name(name);
-    r.mutable_embeddings()->set_path(path);
-    r.mutable_embeddings()->set_ids_path(ids);
-    grpc::ClientContext c;
-    v1::Dataset d;
-    return server_->stub()->RegisterDataset(&c, r, &d);
-  }
   grpc::Status Select(const std::string& ds, const std::string& strategy, int64_t budget,
                       std::vector<std::string> labeled = {}) {
     v1::SelectRequest r;
@@ -161,27 +151,27 @@ TEST_F(BadInputTest, Manifest) {
 }
 
 TEST_F(BadInputTest, Embeddings) {
-  EXPECT_STATUS(RegisterNpy("e", root_ + "/none.npy"), grpc::NOT_FOUND, "embeddings.path");
+  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/none.npy"), grpc::NOT_FOUND, "embeddings.path");
   ASSERT_TRUE(model::WriteNpy(root_ + "/good.npy", torch::randn({10, 4})).ok());
   auto bytes = *ReadFile(root_ + "/good.npy");
   ASSERT_TRUE(WriteFileAtomically(root_ + "/trunc.npy", bytes.substr(0, bytes.size() - 7)).ok());
-  EXPECT_STATUS(RegisterNpy("e", root_ + "/trunc.npy"), grpc::INVALID_ARGUMENT, "truncated");
+  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/trunc.npy"), grpc::INVALID_ARGUMENT, "truncated");
   ASSERT_TRUE(model::WriteNpy(root_ + "/int.npy", torch::arange(10, torch::kLong).view({5, 2})).ok());
-  EXPECT_STATUS(RegisterNpy("e", root_ + "/int.npy"), grpc::INVALID_ARGUMENT, "dtype");
+  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/int.npy"), grpc::INVALID_ARGUMENT, "dtype");
   ASSERT_TRUE(model::WriteNpy(root_ + "/flat.npy", torch::randn({10})).ok());
-  EXPECT_STATUS(RegisterNpy("e", root_ + "/flat.npy"), grpc::INVALID_ARGUMENT, "[N, D]");
+  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/flat.npy"), grpc::INVALID_ARGUMENT, "[N, D]");
   torch::Tensor nan = torch::randn({10, 4});
   nan[6][1] = std::numeric_limits<float>::quiet_NaN();
   ASSERT_TRUE(model::WriteNpy(root_ + "/nan.npy", nan).ok());
-  EXPECT_STATUS(RegisterNpy("e", root_ + "/nan.npy"), grpc::INVALID_ARGUMENT, "row 6");
+  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/nan.npy"), grpc::INVALID_ARGUMENT, "row 6");
   ASSERT_TRUE(WriteFileAtomically(root_ + "/ids_dup.txt", "a\nb\nc\nd\ne\nf\ng\nh\ni\na\n").ok());
-  EXPECT_STATUS(RegisterNpy("e", root_ + "/good.npy", root_ + "/ids_dup.txt"), grpc::INVALID_ARGUMENT,
+  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/good.npy", root_ + "/ids_dup.txt"), grpc::INVALID_ARGUMENT,
                 "duplicate item id 'a'");
   ASSERT_TRUE(WriteFileAtomically(root_ + "/ids_short.txt", "a\nb\n").ok());
-  EXPECT_STATUS(RegisterNpy("e", root_ + "/good.npy", root_ + "/ids_short.txt"),
+  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/good.npy", root_ + "/ids_short.txt"),
                 grpc::INVALID_ARGUMENT, "embeddings.ids_path");
   EXPECT_FALSE(fs::exists(root_ + "/data/features/e"));
-  ASSERT_TRUE(RegisterNpy("e", root_ + "/good.npy").ok());
+  ASSERT_TRUE(server_->RegisterNpy("e", root_ + "/good.npy").ok());
 }
 
 TEST_F(BadInputTest, SelectAndJobs) {

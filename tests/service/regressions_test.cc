@@ -53,24 +53,13 @@ class RegressionTest : public ::testing::Test {
     ASSERT_TRUE(model::WriteNpy(root_ + "/good.npy", x).ok());
     ASSERT_TRUE(WriteFileAtomically(root_ + "/two_lines.txt", "a\nb\n").ok());
     server_ = std::make_unique<Server>(root_, TinyModel(root_));
-    ASSERT_TRUE(RegisterNpy("keep", root_ + "/good.npy").ok());
+    ASSERT_TRUE(server_->RegisterNpy("keep", root_ + "/good.npy").ok());
   }
   void TearDown() override {
     if (!server_) return;
     // Whatever a test did, the dataset registered first still selects.
     EXPECT_EQ(SelectState("keep"), v1::SUCCEEDED);
     server_->Stop();
-  }
-  grpc::Status RegisterNpy(const std::string& name, const std::string& path,
-                           const std::string& ids = "") {
-    v1::RegisterDatasetRequest r;
-    r.set_name(name);
-    r.mutable_embeddings()->set_path(path);
-    r.mutable_embeddings()->set_ids_path(ids);
-    grpc::ClientContext c;
-    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));  // never hang
-    v1::Dataset d;
-    return server_->stub()->RegisterDataset(&c, r, &d);
   }
   grpc::Status Delete(const std::string& name) {
     v1::DeleteDatasetRequest r;
@@ -100,24 +89,25 @@ class RegressionTest : public ::testing::Test {
 
 TEST_F(RegressionTest, AFailedRegistrationDeletesNothingElse) {
   // Probe: --embeddings good.npy --ids two_lines.txt failed, then removed the data dir.
-  grpc::Status s = RegisterNpy("..", root_ + "/good.npy", root_ + "/two_lines.txt");
+  grpc::Status s = server_->RegisterNpy("..", root_ + "/good.npy", root_ + "/two_lines.txt");
   EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
-  s = RegisterNpy("bad", root_ + "/good.npy", root_ + "/two_lines.txt");
+  s = server_->RegisterNpy("bad", root_ + "/good.npy", root_ + "/two_lines.txt");
   EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT);
   EXPECT_NE(s.error_message().find("has 2 ids but the array has 40 rows"), std::string::npos);
   EXPECT_TRUE(fs::exists(root_ + "/data/updp.db"));
   EXPECT_TRUE(fs::exists(root_ + "/data/features/keep/embeddings/chunk_000000.safetensors"));
   EXPECT_FALSE(fs::exists(root_ + "/data/features/bad"));
   // The name is free again after the roll-back.
-  EXPECT_TRUE(RegisterNpy("bad", root_ + "/good.npy").ok());
+  EXPECT_TRUE(server_->RegisterNpy("bad", root_ + "/good.npy").ok());
 }
 
 TEST_F(RegressionTest, DotNamesAreRefusedAndDeleteTouchesOnlyItsOwnFiles) {
   for (const char* name : {".", "..", "../keep", ".hidden", "a/b", ""}) {
-    EXPECT_EQ(RegisterNpy(name, root_ + "/good.npy").error_code(), grpc::INVALID_ARGUMENT) << name;
+    EXPECT_EQ(server_->RegisterNpy(name, root_ + "/good.npy").error_code(), grpc::INVALID_ARGUMENT)
+        << name;
     EXPECT_EQ(Delete(name).error_code(), grpc::INVALID_ARGUMENT) << name;
   }
-  ASSERT_TRUE(RegisterNpy("other", root_ + "/good.npy").ok());
+  ASSERT_TRUE(server_->RegisterNpy("other", root_ + "/good.npy").ok());
   ASSERT_TRUE(Delete("other").ok());
   EXPECT_FALSE(fs::exists(root_ + "/data/features/other"));
   EXPECT_TRUE(fs::exists(root_ + "/data/features/keep/embeddings/chunk_000000.safetensors"));
@@ -132,8 +122,8 @@ TEST_F(RegressionTest, ConcurrentDuplicateRegistrationsLeaveTheWinnerWhole) {
   for (int round = 0; round < 5; ++round) {
     std::vector<std::future<grpc::Status>> calls;
     for (int i = 0; i < 4; ++i) {
-      calls.push_back(
-          std::async(std::launch::async, [&] { return RegisterNpy("r", root_ + "/big.npy"); }));
+      calls.push_back(std::async(std::launch::async,
+                                 [&] { return server_->RegisterNpy("r", root_ + "/big.npy"); }));
     }
     int ok = 0, exists = 0;
     for (auto& f : calls) {
@@ -156,7 +146,7 @@ TEST_F(RegressionTest, LongNpyHeaderIsParsedNotACrash) {
           root_ + "/long.npy",
           RawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (4, 3), }", 40000, data))
           .ok());
-  grpc::Status s = RegisterNpy("long", root_ + "/long.npy");
+  grpc::Status s = server_->RegisterNpy("long", root_ + "/long.npy");
   EXPECT_TRUE(s.ok()) << s.error_message();
   grpc::health::v1::HealthCheckResponse h;
   ASSERT_TRUE(Health(*server_, &h).ok());
@@ -170,7 +160,7 @@ TEST_F(RegressionTest, HugeShapesAndLongFieldsGiveShortClearErrors) {
           RawNpy("{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 8), }",
                  128, std::string(64, '\0')))
           .ok());
-  grpc::Status s = RegisterNpy("huge", root_ + "/huge.npy");
+  grpc::Status s = server_->RegisterNpy("huge", root_ + "/huge.npy");
   EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << s.error_message();
   ExpectCleanError(s);
   const std::string descr(12000, 'x');
@@ -179,7 +169,7 @@ TEST_F(RegressionTest, HugeShapesAndLongFieldsGiveShortClearErrors) {
                   RawNpy("{'descr': '<" + descr + "', 'fortran_order': False, 'shape': (2, 2), }",
                          16384, std::string(16, '\0')))
                   .ok());
-  s = RegisterNpy("descr", root_ + "/descr.npy");
+  s = server_->RegisterNpy("descr", root_ + "/descr.npy");
   EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << s.error_message().substr(0, 200);
   ExpectCleanError(s);
 }
@@ -195,7 +185,8 @@ TEST_F(RegressionTest, AFifoIsRefusedInsteadOfBlocking) {
   grpc::Status s = server_->stub()->RegisterDataset(&c, r, &d);
   EXPECT_EQ(s.error_code(), grpc::INVALID_ARGUMENT) << s.error_message();
   EXPECT_NE(s.error_message().find("not a regular file"), std::string::npos) << s.error_message();
-  EXPECT_EQ(RegisterNpy("fifo2", root_ + "/fifo.txt").error_code(), grpc::INVALID_ARGUMENT);
+  EXPECT_EQ(server_->RegisterNpy("fifo2", root_ + "/fifo.txt").error_code(),
+            grpc::INVALID_ARGUMENT);
 }
 
 TEST_F(RegressionTest, ASlowRegistrationDoesNotStallOtherCalls) {
@@ -207,8 +198,8 @@ TEST_F(RegressionTest, ASlowRegistrationDoesNotStallOtherCalls) {
     entered.Notify();
     release.Wait(300);
   });
-  auto held =
-      std::async(std::launch::async, [&] { return RegisterNpy("held", root_ + "/good.npy"); });
+  auto held = std::async(std::launch::async,
+                         [&] { return server_->RegisterNpy("held", root_ + "/good.npy"); });
   ASSERT_TRUE(entered.Wait());
   grpc::health::v1::HealthCheckResponse h;
   EXPECT_TRUE(Health(*server_, &h).ok());
@@ -221,9 +212,9 @@ TEST_F(RegressionTest, ASlowRegistrationDoesNotStallOtherCalls) {
     ASSERT_EQ(l.datasets_size(), 1);  // "held" is invisible until it commits
   }
   // Writes go on too: another registration and a selection.
-  EXPECT_TRUE(RegisterNpy("other", root_ + "/good.npy").ok());
+  EXPECT_TRUE(server_->RegisterNpy("other", root_ + "/good.npy").ok());
   EXPECT_EQ(SelectState("other"), v1::SUCCEEDED);
-  EXPECT_EQ(RegisterNpy("held", root_ + "/good.npy").error_code(), grpc::ALREADY_EXISTS);
+  EXPECT_EQ(server_->RegisterNpy("held", root_ + "/good.npy").error_code(), grpc::ALREADY_EXISTS);
   release.Notify();
   EXPECT_TRUE(held.get().ok());
   server_->app().core().SetRegistrationHookForTest(nullptr);

@@ -142,6 +142,17 @@ class Server {
     grpc::ClientContext c;
     return stub_->RegisterDataset(&c, r, out);
   }
+  grpc::Status RegisterNpy(const std::string& name, const std::string& path,
+                           const std::string& ids = "") {
+    v1::RegisterDatasetRequest r;
+    r.set_name(name);
+    r.mutable_embeddings()->set_path(path);
+    r.mutable_embeddings()->set_ids_path(ids);
+    grpc::ClientContext c;
+    c.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));  // never hang
+    v1::Dataset d;
+    return stub_->RegisterDataset(&c, r, &d);
+  }
   v1::Job Embed(const std::string& ds) {
     v1::StartEmbeddingRequest r;
     r.set_dataset(ds);
