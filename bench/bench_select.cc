@@ -20,7 +20,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
-#include "server/select/strategies.h"
+#include "server/select/select.h"
 #include "server/util/flags_help.h"
 #ifdef UPDP_HAVE_FAISS
 #include <faiss/Clustering.h>
@@ -35,10 +35,11 @@ ABSL_FLAG(std::vector<std::string>, strategies,
           (std::vector<std::string>{"random", "kmeans", "kcenter", "typiclust", "usl", "activeft",
                                     "probcover"}),
           "strategies to run");
+ABSL_FLAG(bool, phases, false, "print when each strategy phase starts (stderr)");
 ABSL_FLAG(bool, faiss, true, "also run FAISS k-means with the same settings");
 ABSL_FLAG(int, iterations, 10, "k-means iterations (updp and FAISS)");
 ABSL_FLAG(int, points_per_centroid, 256, "k-means training sample per centroid");
-ABSL_FLAG(int, threads, 0, "intra-op threads (0 = LibTorch default)");
+ABSL_FLAG(int, threads, 0, "selection pool and intra-op threads (0 = one per core)");
 
 namespace {
 
@@ -111,9 +112,22 @@ int main(int argc, char** argv) {
           o.strategy = s;
           o.budget = b;
           o.seed = 1;
-          o.kmeans_iterations = absl::GetFlag(FLAGS_iterations);
-          o.kmeans_points_per_centroid = absl::GetFlag(FLAGS_points_per_centroid);
-          auto picks = updp::select::Select(x, o);
+          o.kmeans.niter = absl::GetFlag(FLAGS_iterations);
+          o.kmeans.max_points_per_centroid = absl::GetFlag(FLAGS_points_per_centroid);
+          // The float16 matrix is read in place, block by block, as the server reads
+          // its mapped chunk files.
+          auto source = updp::select::FeatureSource::FromTensor(x, /*normalize=*/true);
+          updp::select::ThreadPool pool(absl::GetFlag(FLAGS_threads));
+          const auto t0 = std::chrono::steady_clock::now();
+          std::string last;
+          auto phases = [&](const std::string& phase, double) {
+            if (!absl::GetFlag(FLAGS_phases) || phase == last) return;
+            last = phase;
+            std::fprintf(stderr, "  %s %lld/%lld: %s at %.2f s\n", s.c_str(),
+                         static_cast<long long>(n), static_cast<long long>(b), phase.c_str(),
+                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          };
+          auto picks = updp::select::Select(*source, o, pool, phases);
           return picks.ok() ? static_cast<int>(picks->size()) : -1;
         });
         if (s == "kmeans") updp_kmeans = r.seconds;

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -26,6 +27,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "client/client_lib.h"
+#include "server/select/names.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 
 namespace {
@@ -45,6 +47,17 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
   health [--service NAME] [--timeout SECONDS]   (exit 0 only when SERVING)
 The server address comes from --addr, else $UPDP_ADDR, else localhost:50051.
 )";
+
+// The usage text with the strategies (from the one list of their names).
+std::string Usage() {
+  std::string u = kUsage;
+  u += "Strategies (select --strategy):\n";
+  for (const auto& st : select::StrategyNameList()) {
+    u += "  " + std::string(st.name) + std::string(12 - std::min<size_t>(11, std::strlen(st.name)), ' ') +
+         st.summary + "\n";
+  }
+  return u;
+}
 
 const std::set<std::string> kBoolFlags = {"wait", "help"};
 
@@ -115,7 +128,7 @@ Args Parse(int argc, char** argv) {
 }
 
 std::string Need(const Args& a, size_t i, const char* what) {
-  if (a.pos.size() <= i) Die(std::string("missing ") + what + "\n" + kUsage);
+  if (a.pos.size() <= i) Die(std::string("missing ") + what + "\n" + Usage());
   return a.pos[i];
 }
 
@@ -392,7 +405,7 @@ class Cli {
 int main(int argc, char** argv) {
   Args a = Parse(argc, argv);
   if (a.Has("help") || a.pos.empty()) {
-    std::cout << kUsage;
+    std::cout << Usage();
     return a.pos.empty() && !a.Has("help") ? 2 : 0;
   }
   std::string addr = a.Get("addr");
@@ -408,5 +421,5 @@ int main(int argc, char** argv) {
   if (cmd == "select") return cli.Select(a);
   if (cmd == "jobs") return cli.Jobs(a);
   if (cmd == "health") return cli.Health(a);
-  Die("unknown command '" + cmd + "'\n" + kUsage);
+  Die("unknown command '" + cmd + "'\n" + Usage());
 }

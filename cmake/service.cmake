@@ -48,7 +48,7 @@ add_library(updp_core
   server/core/work_pool.cc
 )
 target_include_directories(updp_core PUBLIC ${CMAKE_SOURCE_DIR})
-target_link_libraries(updp_core PUBLIC updp_util absl::status absl::statusor absl::strings
+target_link_libraries(updp_core PUBLIC updp_util updp_select_base absl::status absl::statusor absl::strings
                       nlohmann_json::nlohmann_json SQLite::SQLite3 prometheus-cpp::core
                       PkgConfig::HTTPLIB Threads::Threads)
 
@@ -75,7 +75,7 @@ target_link_libraries(updp-server PRIVATE updp_app absl::flags absl::flags_parse
 
 add_library(updp_client client/client_lib.cc)
 target_include_directories(updp_client PUBLIC ${CMAKE_SOURCE_DIR})
-target_link_libraries(updp_client PUBLIC updp_proto absl::str_format absl::status absl::statusor absl::strings
+target_link_libraries(updp_client PUBLIC updp_select_base updp_proto absl::str_format absl::status absl::statusor absl::strings
                       nlohmann_json::nlohmann_json)
 add_executable(updpctl client/updpctl.cc)
 target_link_libraries(updpctl PRIVATE updp_client)

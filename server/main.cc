@@ -42,7 +42,10 @@ ABSL_FLAG(bool, fused_gelu, true,
 ABSL_FLAG(std::vector<std::string>, allowed_roots, {},
           "comma-separated directories that dataset paths must resolve into");
 ABSL_FLAG(int, queue_capacity, 64, "maximum queued jobs (RESOURCE_EXHAUSTED beyond)");
-ABSL_FLAG(int, cpu_threads, 1, "CPU job executor threads (selection)");
+ABSL_FLAG(int, cpu_jobs, 1, "selection jobs running at once");
+ABSL_FLAG(int, cpu_threads, 0,
+          "threads a selection computes on (its thread pool and LibTorch's intra-op "
+          "threads; 0 = one per core)");
 ABSL_FLAG(int, batch_size, 32, "default images per model batch");
 ABSL_FLAG(int, chunk_size, 1024, "items per feature chunk (the unit of resume)");
 ABSL_FLAG(int, decode_threads, 2, "image decoding threads");
@@ -94,6 +97,7 @@ int main(int argc, char** argv) {
   o.fused_gelu = absl::GetFlag(FLAGS_fused_gelu);
   o.allowed_roots = absl::GetFlag(FLAGS_allowed_roots);
   o.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
+  o.cpu_jobs = absl::GetFlag(FLAGS_cpu_jobs);
   o.cpu_threads = absl::GetFlag(FLAGS_cpu_threads);
   o.embed_batch_size = absl::GetFlag(FLAGS_batch_size);
   o.chunk_size = absl::GetFlag(FLAGS_chunk_size);

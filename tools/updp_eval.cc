@@ -27,7 +27,7 @@
 #include "server/model/image_preprocess.h"
 #include "server/model/npy.h"
 #include "server/model/tokenizer.h"
-#include "server/select/strategies.h"
+#include "server/select/select.h"
 #include "server/updp/augment.h"
 #include "server/updp/prompt_learner.h"
 #include "tools/fmnist_lib.h"
@@ -282,8 +282,8 @@ int main(int argc, char** argv) {
         o.strategy = s == "updp" ? "kmeans" : s;
         o.budget = b;
         o.seed = static_cast<uint64_t>(seed);
-        o.probcover_purity = absl::GetFlag(FLAGS_probcover_purity);
-        o.probcover_clusters = absl::GetFlag(FLAGS_probcover_clusters);
+        o.probcover.purity = absl::GetFlag(FLAGS_probcover_purity);
+        o.probcover.clusters = absl::GetFlag(FLAGS_probcover_clusters);
         if (s == "updp" && !xsel.defined()) Die("updp needs --select_features or --model_dir");
         auto t0 = std::chrono::steady_clock::now();
         auto picks = updp::select::Select(s == "updp" ? xsel : xtr, o);

@@ -99,7 +99,7 @@ void JobManager::Start() {
       }
     }
     lanes_[Lane::kDevice].threads.emplace_back([this] { Worker(Lane::kDevice); });
-    for (int i = 0; i < std::max(1, options_.cpu_threads); ++i) {
+    for (int i = 0; i < std::max(1, options_.cpu_jobs); ++i) {
       lanes_[Lane::kCpu].threads.emplace_back([this] { Worker(Lane::kCpu); });
     }
     if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));

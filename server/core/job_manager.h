@@ -58,7 +58,7 @@ enum class Lane { kDevice, kCpu };
 
 struct JobManagerOptions {
   int queue_capacity = 64;
-  int cpu_threads = 1;
+  int cpu_jobs = 1;  // CPU-lane jobs (selections) running at once
   int64_t progress_interval_ms = 200;
 };
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/core/names.h"
 #include "server/core/registration.h"
+#include "server/select/names.h"
 #include "server/util/atomic_file.h"
 #include "server/util/error_text.h"
 #include "server/util/remove_tree.h"
@@ -47,7 +48,7 @@ absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerOptio
   c->paths_ = std::make_unique<PathPolicy>(options.allowed_roots);
   JobManagerOptions jo;
   jo.queue_capacity = options.queue_capacity;
-  jo.cpu_threads = options.cpu_threads;
+  jo.cpu_jobs = options.cpu_jobs;
   c->jobs_ = std::make_unique<JobManager>(c->store_.get(), metrics, jo);
   return c;
 }
@@ -301,12 +302,10 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
   if (auto s = ValidateName("dataset", dataset); !s.ok()) return s;
   auto d = store_->GetDataset(dataset);
   if (!d.ok()) return d.status();
-  static const std::set<std::string> kStrategies = {"random", "kmeans",   "kcenter",   "typiclust",
-                                                    "usl",    "activeft", "probcover", "updp"};
-  if (!kStrategies.count(p.strategy)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "strategy: unknown strategy ", Quote(p.strategy),
-        " (expected random, kmeans, kcenter, typiclust, usl, activeft, probcover or updp)"));
+  if (!select::IsStrategy(p.strategy)) {
+    return absl::InvalidArgumentError(absl::StrCat("strategy: unknown strategy ", Quote(p.strategy),
+                                                   " (expected ", select::StrategyNamesText(),
+                                                   ")"));
   }
   if (p.budget <= 0) return absl::InvalidArgumentError("budget: must be > 0");
   if (p.rule.empty()) p.rule = "kmeans";

@@ -33,7 +33,8 @@ struct ServerOptions {
   bool fused_gelu = true;                  // tanh-GELU GEMM epilogue (CUDA, bf16 ViT)
   std::vector<std::string> allowed_roots;
   int queue_capacity = 64;
-  int cpu_threads = 1;
+  int cpu_jobs = 1;     // selections running at once (the CPU lane)
+  int cpu_threads = 0;  // threads of the selection pool (0 = one per core)
   int embed_batch_size = 32;
   int chunk_size = 1024;  // items per feature chunk (the unit of resume)
   int decode_threads = 2;

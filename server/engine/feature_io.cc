@@ -16,14 +16,18 @@ std::string ChunkName(int64_t c) {
   return buf;
 }
 
-absl::StatusOr<std::pair<torch::Tensor, std::vector<int64_t>>> LoadFeatures(
-    const std::vector<core::FeatureChunk>& chunks, int64_t num_items) {
-  int64_t rows = 0, dim = -1;
-  std::vector<std::unique_ptr<model::SafetensorsFile>> files;
+absl::StatusOr<OpenedFeatures> OpenFeatures(const std::vector<core::FeatureChunk>& chunks,
+                                            int64_t num_items) {
+  std::vector<torch::Tensor> parts;
+  std::vector<int64_t> item_of_row;
+  int64_t dim = -1;
   for (const auto& c : chunks) {
-    auto f = model::SafetensorsFile::Open(c.path);
-    if (!f.ok()) return absl::DataLossError(absl::StrCat("feature chunk: ", f.status().message()));
-    const auto& info = (*f)->tensors();
+    auto opened = model::SafetensorsFile::Open(c.path);
+    if (!opened.ok()) {
+      return absl::DataLossError(absl::StrCat("feature chunk: ", opened.status().message()));
+    }
+    std::shared_ptr<const model::SafetensorsFile> f = std::move(*opened);
+    const auto& info = f->tensors();
     if (!info.count("features") || !info.count("index")) {
       return absl::DataLossError(absl::StrCat(c.path, ": not a feature chunk"));
     }
@@ -34,40 +38,26 @@ absl::StatusOr<std::pair<torch::Tensor, std::vector<int64_t>>> LoadFeatures(
       return absl::DataLossError(absl::StrCat(c.path, ": inconsistent feature chunk shapes"));
     }
     dim = shape[1];
-    rows += shape[0];
-    files.push_back(std::move(*f));
-  }
-  // One copy out of the mapped chunk files, in the stored dtype (float16 for image
-  // and prompt features); selection converts to float32 once.
-  torch::ScalarType dtype = torch::kFloat32;
-  if (!files.empty()) {
-    auto t = model::DtypeFromString(files[0]->tensors().at("features").dtype);
-    if (!t.ok()) return t.status();
-    dtype = *t;
-  }
-  torch::Tensor x = torch::empty({rows, std::max<int64_t>(dim, 0)}, dtype);
-  std::vector<int64_t> index;
-  index.reserve(rows);
-  int64_t at = 0;
-  for (size_t k = 0; k < files.size(); ++k) {
-    auto part = files[k]->Get("features", dtype);
-    if (!part.ok())
-      return absl::DataLossError(absl::StrCat(chunks[k].path, ": ", part.status().message()));
-    auto idx = files[k]->Get("index", torch::kLong);
-    if (!idx.ok())
-      return absl::DataLossError(absl::StrCat(chunks[k].path, ": ", idx.status().message()));
-    x.narrow(0, at, part->size(0)).copy_(*part);
-    at += part->size(0);
-    auto a = idx->accessor<int64_t, 1>();
+    // A view of the mapped file (it keeps the mapping alive): pages are read on demand.
+    auto features = model::SafetensorsFile::MapTensor(f, "features");
+    if (!features.ok()) {
+      return absl::DataLossError(absl::StrCat(c.path, ": ", features.status().message()));
+    }
+    auto idx = f->Get("index", torch::kLong);
+    if (!idx.ok()) return absl::DataLossError(absl::StrCat(c.path, ": ", idx.status().message()));
+    const int64_t* a = idx->data_ptr<int64_t>();
     for (int64_t i = 0; i < idx->size(0); ++i) {
       if (a[i] < 0 || a[i] >= num_items) {
-        return absl::DataLossError(absl::StrCat(chunks[k].path, ": item index ", a[i],
+        return absl::DataLossError(absl::StrCat(c.path, ": item index ", a[i],
                                                 " is outside the dataset's ", num_items, " items"));
       }
-      index.push_back(a[i]);
     }
+    item_of_row.insert(item_of_row.end(), a, a + idx->size(0));
+    parts.push_back(*features);
   }
-  return std::make_pair(x, index);
+  auto source = select::FeatureSource::Create(std::move(parts), /*normalize=*/true);
+  if (!source.ok()) return absl::DataLossError(source.status().message());
+  return OpenedFeatures{std::move(*source), std::move(item_of_row)};
 }
 
 absl::StatusOr<std::string> WriteChunk(const std::string& dir, int64_t chunk,

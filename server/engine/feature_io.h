@@ -12,15 +12,21 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "server/core/types.h"
+#include "server/select/feature_source.h"
 
 namespace updp::engine {
 
 std::string ChunkName(int64_t chunk);
 
-// All chunks of a feature source as one matrix (in the stored dtype) plus the item
-// index of each row. Every index is checked against `num_items`.
-absl::StatusOr<std::pair<torch::Tensor, std::vector<int64_t>>> LoadFeatures(
-    const std::vector<core::FeatureChunk>& chunks, int64_t num_items);
+// The chunks of a feature source, memory-mapped and read in place (no copy of the
+// features), plus the item index of each row (O(N) integers). Every index is
+// checked against `num_items`; shapes and dtypes must agree across chunks.
+struct OpenedFeatures {
+  select::FeatureSource source;
+  std::vector<int64_t> item_of_row;
+};
+absl::StatusOr<OpenedFeatures> OpenFeatures(const std::vector<core::FeatureChunk>& chunks,
+                                            int64_t num_items);
 
 // Writes dir/ChunkName(chunk) (float16 features) and returns its path.
 absl::StatusOr<std::string> WriteChunk(const std::string& dir, int64_t chunk,

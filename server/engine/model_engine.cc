@@ -16,6 +16,7 @@
 #include "server/model/npy.h"
 #include "server/model/safetensors.h"
 #include "server/model/tokenizer.h"
+#include "server/select/thread_pool.h"
 #include "server/updp/prompt_learner.h"
 #include "server/util/error_text.h"
 
@@ -30,6 +31,14 @@ using core::FailedItemRow;
 using core::JobContext;
 using core::Progress;
 using nlohmann::json;
+
+ModelEngine::ModelEngine(core::ServerCore* core) : core_(core) {
+  const int threads = core_->options().cpu_threads;
+  if (threads > 0) torch::set_num_threads(threads);
+  select_pool_ = std::make_unique<select::ThreadPool>(threads);
+}
+
+ModelEngine::~ModelEngine() = default;
 
 absl::Status ModelEngine::NeedModel() const {
   if (!Ready() || !model_) return absl::FailedPreconditionError("no BLIP-2 model is loaded");

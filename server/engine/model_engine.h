@@ -25,11 +25,18 @@ namespace updp::prompt {
 class PromptModule;
 }  // namespace updp::prompt
 
+namespace updp::select {
+class ThreadPool;
+}  // namespace updp::select
+
 namespace updp::engine {
 
 class ModelEngine : public core::Engine {
  public:
-  explicit ModelEngine(core::ServerCore* core) : core_(core) {}
+  // Creates the selection thread pool (--cpu_threads threads; LibTorch's intra-op
+  // threads are set to the same bound).
+  explicit ModelEngine(core::ServerCore* core);
+  ~ModelEngine() override;
 
   // Loads the checkpoint named by the core's options (no-op without --model_dir).
   // Called once, before Ready() turns true; RPC threads only read the model after
@@ -61,6 +68,7 @@ class ModelEngine : public core::Engine {
   std::shared_ptr<model::Blip2Model> model_;
   std::shared_ptr<model::ImageEncoder> encoder_;
   std::shared_ptr<model::BertTokenizer> tokenizer_;
+  std::unique_ptr<select::ThreadPool> select_pool_;
 };
 
 }  // namespace updp::engine

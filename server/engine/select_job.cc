@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
-#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "server/engine/feature_io.h"
@@ -11,7 +10,8 @@
 #include "server/engine/model_engine.h"
 #include "server/model/blip2_model.h"
 #include "server/model/encoder.h"
-#include "server/select/strategies.h"
+#include "server/select/select.h"
+#include "server/select/thread_pool.h"
 #include "server/updp/prompt_learner.h"
 
 namespace updp::engine {
@@ -138,82 +138,66 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   Progress pr;
   pr.stage = "load-features";
   ctx.SetProgress(pr);
-  auto items_or = store.Items(job.dataset);
-  if (!items_or.ok()) return items_or.status();
-  const auto& items = *items_or;
+  auto info = store.GetDataset(job.dataset);
+  if (!info.ok()) return info.status();
   auto chunks = store.FeatureChunks(job.dataset, p.features);
   if (!chunks.ok()) return chunks.status();
-  auto loaded = LoadFeatures(*chunks, static_cast<int64_t>(items.size()));
-  if (!loaded.ok()) return loaded.status();
-  auto& [x, index] = *loaded;
-  if (x.size(0) == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("dataset: no item of '", job.dataset, "' has features (all ", items.size(),
-                     " are missing or failed to decode); there is nothing to select from"));
+  // The chunk files are mapped and read in place, block by block.
+  auto opened = OpenFeatures(*chunks, info->num_items);
+  if (!opened.ok()) return opened.status();
+  const select::FeatureSource& x = opened->source;
+  const std::vector<int64_t>& item_of_row = opened->item_of_row;
+  if (x.rows() == 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "dataset: no item of '", job.dataset, "' has features (all ", info->num_items,
+        " are missing or failed to decode); there is nothing to select from"));
   }
-  std::unordered_map<std::string, int64_t> row_of_id;
-  for (size_t r = 0; r < index.size(); ++r)
-    row_of_id[items[index[r]].item_id] = static_cast<int64_t>(r);
   select::SelectOptions o;
-  o.strategy = p.strategy == "updp" ? "kmeans" : p.strategy;
+  o.strategy = p.strategy;
   o.budget = p.budget;
   o.seed = p.seed;
-  for (const auto& id : p.labeled_ids) {
-    auto it = row_of_id.find(id);
-    if (it != row_of_id.end()) o.labeled.push_back(it->second);  // failed items have no row
+  if (!p.labeled_ids.empty()) {
+    auto found = store.FindItemIds(job.dataset, p.labeled_ids);
+    if (!found.ok()) return found.status();
+    std::vector<char> labeled_item(info->num_items, 0);
+    for (const auto& [id, idx] : *found) labeled_item[idx] = 1;
+    for (size_t r = 0; r < item_of_row.size(); ++r) {  // failed items have no row
+      if (labeled_item[item_of_row[r]]) o.labeled.push_back(static_cast<int64_t>(r));
+    }
+  }
+  if (p.strategy == "updp") {
+    o.updp.rule = p.rule;
+    if (p.rule == "cluster-head") {
+      o.updp.cluster = [&](const torch::Tensor& rows) {
+        return mod->Cluster(rows.to(model_->options().device, torch::kFloat32)).to(torch::kCPU);
+      };
+    }
   }
   const auto start = std::chrono::steady_clock::now();
-  std::vector<select::Pick> picks;
-  if (p.strategy == "updp" && p.rule == "cluster-head") {
-    torch::NoGradGuard g;
-    torch::Tensor prob =
-        mod->Cluster(x.to(model_->options().device, torch::kFloat32)).to(torch::kCPU);
-    auto best = prob.max(1);
-    torch::Tensor conf = std::get<0>(best), cl = std::get<1>(best);
-    std::vector<char> excluded(x.size(0), 0);
-    for (int64_t l : o.labeled) excluded[l] = 1;
-    const int64_t k = prob.size(1);
-    std::vector<int64_t> top(k, -1);
-    auto ca = conf.accessor<float, 1>();
-    auto la = cl.accessor<int64_t, 1>();
-    for (int64_t i = 0; i < x.size(0); ++i) {
-      if (excluded[i]) continue;
-      if (top[la[i]] < 0 || ca[i] > ca[top[la[i]]]) top[la[i]] = i;
-    }
-    for (int64_t c = 0; c < k && static_cast<int64_t>(picks.size()) < o.budget; ++c) {
-      if (top[c] >= 0) picks.push_back({top[c], c, ca[top[c]]});
-    }
-    // Fewer used clusters than the budget: complete with k-means picks on the same features.
-    if (static_cast<int64_t>(picks.size()) <
-        std::min<int64_t>(o.budget, x.size(0) - static_cast<int64_t>(o.labeled.size()))) {
-      select::SelectOptions rest = o;
-      for (auto& pk : picks) rest.labeled.push_back(pk.index);
-      rest.budget = o.budget - static_cast<int64_t>(picks.size());
-      auto more = select::Select(x, rest, nullptr, [&] { return ctx.Cancelled(); });
-      if (ctx.Cancelled()) return core::JobStopped();
-      if (!more.ok()) return more.status();
-      for (auto& pk : *more) picks.push_back({pk.index, -1, pk.score});
-    }
-  } else {
-    auto r = select::Select(
-        x, o,
-        [&](const std::string& phase, double f) {
-          Progress q;
-          q.stage = phase;
-          q.done = static_cast<int64_t>(f * 1000);
-          q.total = 1000;
-          ctx.SetProgress(q);
-        },
-        [&] { return ctx.Cancelled(); });
-    if (ctx.Cancelled()) return core::JobStopped();
-    if (!r.ok()) return r.status();
-    picks = std::move(*r);
-  }
+  auto r = select::Select(
+      x, o, *select_pool_,
+      [&](const std::string& phase, double f) {
+        Progress q;
+        q.stage = phase;
+        q.done = static_cast<int64_t>(f * 1000);
+        q.total = 1000;
+        ctx.SetProgress(q);
+      },
+      [&] { return ctx.Cancelled(); });
+  if (ctx.Cancelled()) return core::JobStopped();
+  if (!r.ok()) return r.status();
+  const std::vector<select::Pick>& picks = *r;
   const double secs = Seconds(start);
   if (core_->metrics()) core_->metrics()->SelectionFinished(p.strategy, secs);
+  // Item rows of the picks only (never the whole item table).
+  std::vector<int64_t> pick_items;
+  pick_items.reserve(picks.size());
+  for (const auto& pk : picks) pick_items.push_back(item_of_row[pk.index]);
+  auto items = store.ItemsAt(job.dataset, pick_items);
+  if (!items.ok()) return items.status();
   std::vector<core::SelectionRow> rows;
   for (size_t i = 0; i < picks.size(); ++i) {
-    const core::ItemRow& it = items[index[picks[i].index]];
+    const core::ItemRow& it = (*items)[i];
     rows.push_back({static_cast<int64_t>(i + 1), it.idx, it.item_id, it.path, picks[i].cluster,
                     picks[i].score});
   }
@@ -225,8 +209,8 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   ctx.SetResult(json{
       {"picks", rows.size()},
       {"features", p.features},
-      {"rows", x.size(0)},
-      {"dim", x.size(1)},
+      {"rows", x.rows()},
+      {"dim", x.dim()},
       {"seconds",
        secs}}.dump());
   return absl::OkStatus();

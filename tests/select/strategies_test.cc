@@ -1,4 +1,5 @@
-#include "server/select/strategies.h"
+#include "server/select/select.h"
+#include "server/select/names.h"
 
 #include <gtest/gtest.h>
 
@@ -82,9 +83,9 @@ TEST_P(PerStrategy, DuplicatePointsAndBadInput) {
   EXPECT_EQ(Select(x, o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-INSTANTIATE_TEST_SUITE_P(All, PerStrategy,
-                         ::testing::Values("random", "kmeans", "kcenter", "typiclust", "usl",
-                                           "activeft", "probcover"));
+// Every registered name (the registry's own list, updp included: without a cluster
+// head it runs the kmeans rule).
+INSTANTIATE_TEST_SUITE_P(All, PerStrategy, ::testing::ValuesIn(StrategyNames()));
 
 class Clustering : public ::testing::TestWithParam<std::string> {};
 
@@ -117,6 +118,10 @@ TEST(Select, UnknownStrategyAndBadLabeled) {
   EXPECT_NE(r.status().message().find("magic"), std::string::npos);
   o.strategy = "kmeans";
   o.labeled = {10};
+  EXPECT_EQ(Select(x, o).status().code(), absl::StatusCode::kInvalidArgument);
+  o.labeled.clear();
+  o.strategy = "updp";
+  o.updp.rule = "cluster-head";  // without a cluster head
   EXPECT_EQ(Select(x, o).status().code(), absl::StatusCode::kInvalidArgument);
 }
 

@@ -1,0 +1,137 @@
+#include "server/select/feature_source.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace updp::select {
+
+absl::StatusOr<FeatureSource> FeatureSource::Create(std::vector<torch::Tensor> parts,
+                                                    bool normalize) {
+  FeatureSource s;
+  s.normalize_ = normalize;
+  bool first = true;
+  for (auto& t : parts) {
+    if (!t.defined() || t.dim() != 2 || t.device().type() != torch::kCPU) {
+      return absl::InvalidArgumentError("features: expected [N, D] CPU matrices");
+    }
+    const auto dt = t.scalar_type();
+    if (dt != torch::kFloat16 && dt != torch::kBFloat16 && dt != torch::kFloat32 &&
+        dt != torch::kFloat64) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("features: dtype ", c10::toString(dt), " is not a floating type"));
+    }
+    if (!first && (t.size(1) != s.dim_ || dt != s.dtype_)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("features: parts disagree (", t.size(1), " columns of ", c10::toString(dt),
+                       " after ", s.dim_, " of ", c10::toString(s.dtype_), ")"));
+    }
+    first = false;
+    s.dim_ = t.size(1);
+    s.dtype_ = dt;
+    if (t.size(0) == 0) continue;
+    s.parts_.push_back({t.is_contiguous() ? t : t.contiguous(), s.rows_});
+    s.rows_ += t.size(0);
+  }
+  return s;
+}
+
+absl::StatusOr<FeatureSource> FeatureSource::FromTensor(const torch::Tensor& x, bool normalize) {
+  return Create({x}, normalize);
+}
+
+FeatureSource FeatureSource::WithNormalize(bool normalize) const {
+  FeatureSource s = *this;
+  s.normalize_ = normalize;
+  return s;
+}
+
+const FeatureSource::Part& FeatureSource::PartOf(int64_t row) const {
+  auto it = std::upper_bound(parts_.begin(), parts_.end(), row,
+                             [](int64_t r, const Part& p) { return r < p.begin; });
+  return *(it - 1);
+}
+
+torch::Tensor FeatureSource::Block(int64_t begin, int64_t len) const {
+  torch::Tensor out = torch::empty({len, dim_});
+  int64_t at = 0;
+  while (at < len) {
+    const Part& p = PartOf(begin + at);
+    const int64_t local = begin + at - p.begin;
+    const int64_t take = std::min(len - at, p.t.size(0) - local);
+    out.narrow(0, at, take).copy_(p.t.narrow(0, local, take));
+    at += take;
+  }
+  if (normalize_) out.div_(out.norm(2, 1, true).clamp_min_(1e-12));
+  return out;
+}
+
+std::vector<std::pair<int64_t, int64_t>> FeatureSource::BlockRanges() const {
+  std::vector<std::pair<int64_t, int64_t>> out;
+  for (const auto& p : parts_) {
+    for (int64_t b = 0; b < p.t.size(0); b += kBlockRows) {
+      out.emplace_back(p.begin + b, std::min(kBlockRows, p.t.size(0) - b));
+    }
+  }
+  return out;
+}
+
+void FeatureSource::ForEachBlock(
+    const std::function<bool(int64_t, const torch::Tensor&)>& fn) const {
+  for (const auto& [begin, len] : BlockRanges()) {
+    if (!fn(begin, Block(begin, len))) return;
+  }
+}
+
+void FeatureSource::ConvertRow(const Part& p, int64_t local, float* out) const {
+  const int64_t d = dim_;
+  switch (dtype_) {
+    case torch::kFloat32:
+      std::memcpy(out, p.t.data_ptr<float>() + local * d, d * sizeof(float));
+      break;
+    case torch::kFloat16: {
+      const c10::Half* in = p.t.data_ptr<c10::Half>() + local * d;
+      for (int64_t k = 0; k < d; ++k) out[k] = static_cast<float>(in[k]);
+      break;
+    }
+    case torch::kBFloat16: {
+      const c10::BFloat16* in = p.t.data_ptr<c10::BFloat16>() + local * d;
+      for (int64_t k = 0; k < d; ++k) out[k] = static_cast<float>(in[k]);
+      break;
+    }
+    default: {
+      const double* in = p.t.data_ptr<double>() + local * d;
+      for (int64_t k = 0; k < d; ++k) out[k] = static_cast<float>(in[k]);
+    }
+  }
+  if (normalize_) {
+    double s = 0;
+    for (int64_t k = 0; k < d; ++k) s += static_cast<double>(out[k]) * out[k];
+    const float inv = static_cast<float>(1.0 / std::max(std::sqrt(s), 1e-12));
+    for (int64_t k = 0; k < d; ++k) out[k] *= inv;
+  }
+}
+
+void FeatureSource::Row(int64_t r, float* out) const {
+  const Part& p = PartOf(r);
+  ConvertRow(p, r - p.begin, out);
+}
+
+torch::Tensor FeatureSource::Gather(const std::vector<int64_t>& rows, ThreadPool* pool) const {
+  const int64_t m = static_cast<int64_t>(rows.size());
+  torch::Tensor out = torch::empty({m, dim_});
+  float* o = out.data_ptr<float>();
+  auto range = [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) Row(rows[i], o + i * dim_);
+  };
+  if (pool && m > 1024) {
+    pool->ParallelRanges(m, range);
+  } else {
+    range(0, m);
+  }
+  return out;
+}
+
+}  // namespace updp::select
