@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <unordered_map>
 
 #include "absl/strings/str_cat.h"
 #include "server/util/error_text.h"
@@ -100,6 +101,16 @@ constexpr int kPromptLearning = 0;
 constexpr int kPromptReady = 1;
 constexpr int kMaxReaders = 4;
 constexpr size_t kInsertBatch = 5000;  // rows per transaction in AddItems
+// Values per `IN (...)` lookup: one prepared statement with this many bound parameters
+// answers a batch (SQLite's default limit is 999 parameters before 3.32).
+constexpr size_t kLookupBatch = 500;
+
+// "?2, ?3, ..., ?(n+1)": the parameters after the dataset's ?1.
+std::string Placeholders(size_t n) {
+  std::string out;
+  for (size_t k = 0; k < n; ++k) absl::StrAppend(&out, k ? ", ?" : "?", k + 2);
+  return out;
+}
 
 absl::Status SqlError(sqlite3* db, const std::string& what) {
   return absl::InternalError(absl::StrCat("sqlite: ", what, ": ", sqlite3_errmsg(db)));
@@ -635,6 +646,83 @@ absl::StatusOr<std::vector<ItemRow>> Store::Items(const std::string& dataset) {
   int rc;
   while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), s.Text(1), s.Text(2)});
   if (rc != SQLITE_DONE) return SqlError(r.db(), "read items");
+  return out;
+}
+
+absl::StatusOr<std::vector<ItemRow>> Store::ItemsRange(const std::string& dataset, int64_t begin,
+                                                       int64_t end) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  std::vector<ItemRow> out;
+  if (end > begin) out.reserve(static_cast<size_t>(std::min<int64_t>(end - begin, 1 << 16)));
+  Stmt s(r.db(),
+         "SELECT idx, item_id, path FROM items WHERE dataset=? AND idx>=? AND idx<? ORDER BY idx;");
+  s.Bind(1, dataset).Bind(2, begin).Bind(3, end);
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), s.Text(1), s.Text(2)});
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "read items");
+  return out;
+}
+
+absl::StatusOr<std::vector<ItemRow>> Store::ItemsAt(const std::string& dataset,
+                                                    const std::vector<int64_t>& idx) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), absl::StrCat("SELECT idx, item_id, path FROM items WHERE dataset=?1 AND idx IN (",
+                              Placeholders(kLookupBatch), ");"));
+  std::vector<ItemRow> out;
+  out.reserve(idx.size());
+  std::unordered_map<int64_t, ItemRow> found;
+  for (size_t begin = 0; begin < idx.size(); begin += kLookupBatch) {
+    const size_t end = std::min(idx.size(), begin + kLookupBatch);
+    s.Reset();
+    s.Bind(1, dataset);
+    // A short last batch repeats its last value: one statement serves every batch.
+    for (size_t k = 0; k < kLookupBatch; ++k) {
+      s.Bind(static_cast<int>(k + 2), idx[std::min(begin + k, end - 1)]);
+    }
+    found.clear();
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) {
+      found.emplace(s.Int(0), ItemRow{s.Int(0), s.Text(1), s.Text(2)});
+    }
+    if (rc != SQLITE_DONE) return SqlError(r.db(), "read items");
+    for (size_t i = begin; i < end; ++i) {
+      auto it = found.find(idx[i]);
+      if (it == found.end()) {
+        return absl::NotFoundError(
+            absl::StrCat("item index ", idx[i], " is not an item of ", Quote(dataset)));
+      }
+      out.push_back(it->second);  // a copy: an idx may be asked for twice
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Store::FindItemIds(
+    const std::string& dataset, const std::vector<std::string>& ids) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(), absl::StrCat("SELECT item_id, idx FROM items WHERE dataset=?1 AND item_id IN (",
+                              Placeholders(kLookupBatch), ");"));
+  std::vector<std::pair<std::string, int64_t>> out;
+  std::unordered_map<std::string, int64_t> found;
+  for (size_t begin = 0; begin < ids.size(); begin += kLookupBatch) {
+    const size_t end = std::min(ids.size(), begin + kLookupBatch);
+    s.Reset();
+    s.Bind(1, dataset);
+    for (size_t k = 0; k < kLookupBatch; ++k) {
+      s.Bind(static_cast<int>(k + 2), ids[std::min(begin + k, end - 1)]);
+    }
+    found.clear();
+    int rc;
+    while ((rc = s.Step()) == SQLITE_ROW) found.emplace(s.Text(0), s.Int(1));
+    if (rc != SQLITE_DONE) return SqlError(r.db(), "look up item ids");
+    for (size_t i = begin; i < end; ++i) {
+      auto it = found.find(ids[i]);
+      if (it != found.end()) out.emplace_back(ids[i], it->second);
+    }
+  }
   return out;
 }
 

@@ -62,7 +62,19 @@ class Store {
   // READY datasets only.
   absl::StatusOr<DatasetInfo> GetDataset(const std::string& name);
   absl::StatusOr<std::vector<DatasetInfo>> ListDatasets();
+  // Every item (the whole table; for tests and small datasets: jobs read pages).
   absl::StatusOr<std::vector<ItemRow>> Items(const std::string& dataset);
+  // Items with begin <= idx < end, ordered by idx (one page of the item table).
+  absl::StatusOr<std::vector<ItemRow>> ItemsRange(const std::string& dataset, int64_t begin,
+                                                  int64_t end);
+  // The items at these idx values, in the same order; NOT_FOUND naming the first idx
+  // that is not an item.
+  absl::StatusOr<std::vector<ItemRow>> ItemsAt(const std::string& dataset,
+                                               const std::vector<int64_t>& idx);
+  // For each id of `ids` that is an item of `dataset`: (id, idx), in the order of `ids`.
+  // Unknown ids are left out.
+  absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> FindItemIds(
+      const std::string& dataset, const std::vector<std::string>& ids);
   // The ids of `ids` that are not items of `dataset` (at most `max` of them).
   absl::StatusOr<std::vector<std::string>> UnknownItemIds(const std::string& dataset,
                                                           const std::vector<std::string>& ids,

@@ -63,13 +63,13 @@ absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
   const int64_t per_view = int64_t{vc.num_positions()} * vc.hidden_size * 2;  // bf16 bytes
   const int64_t cap_mem =
       std::max<int64_t>(2, core_->options().prompt_cache_bytes / (per_view * cfg.views));
-  auto items_or = store.Items(job.dataset);
-  if (!items_or.ok()) return items_or.status();
-  const auto& items = *items_or;
-  int64_t cap = std::min<int64_t>(static_cast<int64_t>(items.size()), cap_mem);
+  auto dataset = store.GetDataset(job.dataset);
+  if (!dataset.ok()) return dataset.status();
+  int64_t cap = std::min<int64_t>(dataset->num_items, cap_mem);
   const int64_t max_items = p.max_train_items;
   if (max_items > 0) cap = std::min(cap, max_items);
-  std::vector<int64_t> order(items.size());
+  // Item indices (idx) of the sample; their rows are read one view chunk at a time.
+  std::vector<int64_t> order(dataset->num_items);
   std::iota(order.begin(), order.end(), 0);
   std::mt19937_64 rng(cfg.seed);
   std::shuffle(order.begin(), order.end(), rng);
@@ -86,11 +86,16 @@ absl::Status ModelEngine::RunLearnPrompt(JobContext& ctx) {
   for (int64_t c = 0; c * cs < cap; ++c) {
     const std::string path = absl::StrCat(dir, "/views_", c, ".safetensors");
     if (!fs::exists(path, ec)) {
+      const int64_t first = c * cs;
+      auto items = store.ItemsAt(
+          job.dataset,
+          std::vector<int64_t>(order.begin() + first, order.begin() + std::min(cap, first + cs)));
+      if (!items.ok()) return items.status();
       std::vector<torch::Tensor> views;
       std::vector<FailedItemRow> failed;
-      for (int64_t j = c * cs; j < std::min(cap, (c + 1) * cs); ++j) {
+      for (int64_t j = first; j < std::min(cap, first + cs); ++j) {
         if (ctx.Cancelled()) return core::JobStopped();
-        const core::ItemRow& it = items[order[j]];
+        const core::ItemRow& it = (*items)[j - first];
         auto img = model::DecodeImageFile(it.path);
         if (!img.ok()) {
           failed.push_back({it.item_id, it.path, std::string(img.status().message())});

@@ -177,12 +177,12 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
   const auto& p = std::get<core::EmbedParams>(job.params);
   core::Store& store = core_->store();
   core::Metrics* metrics = core_->metrics();
-  auto items_or = store.Items(job.dataset);
-  if (!items_or.ok()) return items_or.status();
-  const auto& items = *items_or;
+  // Items are read one chunk (page) at a time: never the whole table.
+  auto dataset = store.GetDataset(job.dataset);
+  if (!dataset.ok()) return dataset.status();
   auto dir = core_->FeatureDir(job.dataset, core::kImageFeatures);
   if (!dir.ok()) return dir.status();
-  const int64_t n = static_cast<int64_t>(items.size());
+  const int64_t n = dataset->num_items;
   const int64_t chunk_size = std::max<int64_t>(1, p.chunk_size);
   const int64_t chunks = (n + chunk_size - 1) / chunk_size;
   auto existing = store.FeatureChunks(job.dataset, core::kImageFeatures);
@@ -200,8 +200,15 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
     if (done.count(c)) continue;
     if (ctx.Cancelled()) return core::JobStopped();
     const int64_t begin = c * chunk_size, end = std::min(n, begin + chunk_size);
+    auto page = store.ItemsRange(job.dataset, begin, end);
+    if (!page.ok()) return page.status();
+    const std::vector<core::ItemRow>& items = *page;  // items[i] has idx begin + i
+    if (static_cast<int64_t>(items.size()) != end - begin) {
+      return absl::DataLossError(absl::StrCat("dataset '", job.dataset, "': items ", begin, "..",
+                                              end - 1, " are not all stored"));
+    }
     std::vector<std::string> paths;
-    for (int64_t i = begin; i < end; ++i) paths.push_back(items[i].path);
+    for (const auto& it : items) paths.push_back(it.path);
     const int64_t base_done = pr.done;
     auto enc = encoder_->EncodeAll(
         paths, p.batch_size, [&] { return ctx.Cancelled(); },
@@ -216,7 +223,7 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
     for (int i : enc.ok) index.push_back(begin + i);
     std::vector<FailedItemRow> failed;
     for (auto& [i, err] : enc.errors) {
-      failed.push_back({items[begin + i].item_id, items[begin + i].path, err});
+      failed.push_back({items[i].item_id, items[i].path, err});
     }
     if (!failed.empty()) {
       if (auto s = store.AddFailedItems(job.dataset, failed); !s.ok()) return s;

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include "absl/strings/str_cat.h"
 #include "tests/core/core_test_util.h"
 
 namespace updp::testing {
@@ -187,6 +188,88 @@ TEST_F(StoreTest, UnknownItemIds) {
   auto u = store_->UnknownItemIds("a", {"item0", "zz", "item2", "yy"}, 10);
   ASSERT_TRUE(u.ok());
   EXPECT_EQ(*u, (std::vector<std::string>{"zz", "yy"}));
+}
+
+TEST_F(StoreTest, ItemsRangeIsOnePageOfOneDatasetInIdxOrder) {
+  AddReadyDataset(*store_, "a", 1200);
+  AddReadyDataset(*store_, "b", 5);
+  auto page = store_->ItemsRange("a", 1000, 1100);
+  ASSERT_TRUE(page.ok()) << page.status();
+  ASSERT_EQ(page->size(), 100u);
+  for (int64_t k = 0; k < 100; ++k) {
+    EXPECT_EQ((*page)[k].idx, 1000 + k);
+    EXPECT_EQ((*page)[k].item_id, absl::StrCat("item", 1000 + k));
+  }
+  EXPECT_EQ(store_->ItemsRange("a", 1190, 5000)->size(), 10u);  // the short last page
+  EXPECT_TRUE(store_->ItemsRange("a", 7, 7)->empty());
+  EXPECT_TRUE(store_->ItemsRange("a", 1200, 1300)->empty());
+  EXPECT_EQ(store_->ItemsRange("b", 0, 100)->size(), 5u);  // never another dataset's rows
+}
+
+TEST_F(StoreTest, ItemsAtKeepsTheAskedOrderAcrossLookupBatches) {
+  AddReadyDataset(*store_, "a", 1200);
+  AddReadyDataset(*store_, "b", 5);
+  std::vector<int64_t> idx;
+  for (int64_t i = 1199; i >= 0; --i) idx.push_back(i);
+  idx.push_back(1199);  // asked twice
+  auto rows = store_->ItemsAt("a", idx);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), idx.size());
+  for (size_t k = 0; k < idx.size(); ++k) {
+    EXPECT_EQ((*rows)[k].idx, idx[k]);
+    EXPECT_EQ((*rows)[k].item_id, absl::StrCat("item", idx[k]));
+    EXPECT_EQ((*rows)[k].path, "/x");
+  }
+  EXPECT_TRUE(store_->ItemsAt("a", {})->empty());
+  // The first missing idx is named, in the asked order (the batch of 7000 comes later).
+  std::vector<int64_t> bad(600, 3);
+  bad[10] = 5000;
+  bad[599] = 7000;
+  auto missing = store_->ItemsAt("a", bad);
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("5000"), std::string::npos) << missing.status();
+  auto other = store_->ItemsAt("b", {4, 5});  // idx 5 is an item of a, not of b
+  EXPECT_EQ(other.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(other.status().message().find("index 5 "), std::string::npos) << other.status();
+}
+
+TEST_F(StoreTest, FindItemIdsLeavesOutUnknownIdsAndKeepsTheAskedOrder) {
+  AddReadyDataset(*store_, "a", 1200);
+  AddReadyDataset(*store_, "b", 1300);
+  std::vector<std::string> ids;
+  std::vector<std::pair<std::string, int64_t>> want;
+  for (int i = 0; i < 1300; ++i) {    // three lookup batches, known and unknown mixed
+    const int k = (i * 7919) % 1300;  // a permutation of 0..1299
+    ids.push_back(absl::StrCat("item", k));
+    if (k < 1200) want.emplace_back(ids.back(), k);  // 1200..1299 are items of b only
+    if (i % 3 == 0) ids.push_back(absl::StrCat("zz", i));
+  }
+  auto found = store_->FindItemIds("a", ids);
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(*found, want);
+  EXPECT_EQ(*store_->FindItemIds("b", {"item1250", "zz"}),
+            (std::vector<std::pair<std::string, int64_t>>{{"item1250", 1250}}));
+  EXPECT_TRUE(store_->FindItemIds("a", {})->empty());
+}
+
+TEST_F(StoreTest, PagedReadsAnswerAHundredThousandItems) {
+  constexpr int kN = 100000;
+  AddReadyDataset(*store_, "a", kN);
+  std::vector<int64_t> idx(kN);
+  std::vector<std::string> ids(kN);
+  for (int i = 0; i < kN; ++i) {
+    idx[i] = (static_cast<int64_t>(i) * 48271) % kN;  // a permutation (48271 is prime)
+    ids[i] = absl::StrCat("item", idx[i]);
+  }
+  auto rows = store_->ItemsAt("a", idx);
+  ASSERT_TRUE(rows.ok()) << rows.status();
+  ASSERT_EQ(rows->size(), static_cast<size_t>(kN));
+  EXPECT_EQ((*rows)[kN - 1].item_id, ids[kN - 1]);
+  auto found = store_->FindItemIds("a", ids);
+  ASSERT_TRUE(found.ok()) << found.status();
+  ASSERT_EQ(found->size(), static_cast<size_t>(kN));
+  for (int i = 0; i < kN; i += 997) EXPECT_EQ((*found)[i].second, idx[i]);
+  EXPECT_EQ(store_->ItemsRange("a", 0, kN)->size(), static_cast<size_t>(kN));
 }
 
 }  // namespace
