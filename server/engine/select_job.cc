@@ -45,12 +45,9 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
   if (!prompt_dir.ok()) return prompt_dir.status();
   auto image_dir = core_->FeatureDir(dataset, core::kImageFeatures);
   if (!image_dir.ok()) return image_dir.status();
-  auto items_or = store.Items(dataset);
-  if (!items_or.ok()) return items_or.status();
-  const auto& items = *items_or;
   auto info = store.GetDataset(dataset);
   if (!info.ok()) return info.status();
-  const int64_t n = static_cast<int64_t>(items.size()), cs = std::max<int64_t>(1, info->chunk_size);
+  const int64_t n = info->num_items, cs = std::max<int64_t>(1, info->chunk_size);
   const int64_t chunks = (n + cs - 1) / cs;
   std::set<int64_t> have_prompt, have_image;
   auto pc = store.FeatureChunks(dataset, source);
@@ -70,6 +67,10 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
       pr.done = end;
       continue;
     }
+    // The item rows of this chunk only (one page of the item table).
+    auto page = store.ItemsRange(dataset, begin, end);
+    if (!page.ok()) return page.status();
+    const auto& chunk_items = *page;
     std::vector<torch::Tensor> joint, image;
     std::vector<int64_t> index;
     std::vector<FailedItemRow> failed;
@@ -77,11 +78,11 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
     for (int64_t b = begin; b < end; b += bs) {
       if (ctx.Cancelled()) return core::JobStopped();
       std::vector<std::string> paths;
-      for (int64_t i = b; i < std::min(end, b + bs); ++i) paths.push_back(items[i].path);
+      for (int64_t i = b; i < std::min(end, b + bs); ++i) paths.push_back(chunk_items[i - begin].path);
       // One decode and one ViT pass feed both the image and the prompted features.
       model::PreparedBatch pb = encoder_->Prepare(paths);
       for (auto& [i, err] : pb.errors)
-        failed.push_back({items[b + i].item_id, items[b + i].path, err});
+        failed.push_back({chunk_items[b - begin + i].item_id, chunk_items[b - begin + i].path, err});
       for (int i : pb.ok) index.push_back(b + i);
       if (pb.ok.empty()) continue;
       torch::InferenceMode guard;

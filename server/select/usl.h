@@ -16,6 +16,9 @@ struct UslParameters {
   double alpha = 1.0;
   double lambda = 0.05;
   int nearest_selected = 32;  // picks of other clusters in the regulariser
+  // Evaluate the regulariser only down each cluster's density ranking until no lower
+  // density can win (exact); false evaluates every candidate.
+  bool prune = true;
   // Exact global k-NN density up to this many rows; above, k-NN within the row's
   // k-means cluster (equal to the global one when a row's neighbours share its cluster).
   int64_t density_exact_max = 50000;

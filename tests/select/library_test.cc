@@ -253,6 +253,24 @@ TEST(KCenter, LazyIsExactAndDoesLessWork) {
   }
 }
 
+TEST(Usl, PrunedRegulariserPicksTheSameAsEvaluatingEveryRow) {
+  torch::Tensor x = Clustered(5000, 16, 30, 9);
+  for (int64_t exact_max : {int64_t{50000}, int64_t{100}}) {  // global and in-cluster density
+    SelectOptions o;
+    o.strategy = "usl";
+    o.budget = 40;
+    o.seed = 2;
+    o.labeled = {1, 2, 3};
+    o.usl.density_exact_max = exact_max;
+    o.usl.iterations = 3;
+    auto a = Select(x, o);
+    o.usl.prune = false;
+    auto b = Select(x, o);
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(Indices(*a), Indices(*b));
+  }
+}
+
 TEST(ActiveFt, GradientMatchesAutograd) {
   torch::manual_seed(4);
   torch::Tensor theta = torch::randn({7, 6});
