@@ -6,8 +6,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/core/types.h"
 
 namespace updp::core {
 
@@ -29,10 +31,14 @@ class Engine {
   virtual bool Ready() const = 0;
   // Reads a prompt artifact and checks it against the loaded model.
   virtual absl::StatusOr<PromptMeta> CheckPrompt(const std::string& artifact) = 0;
-  // Validates a user's .npy embeddings (float32/float16 [N, D], finite) and writes
-  // them as one feature chunk at `chunk_path`. Returns N.
-  virtual absl::StatusOr<int64_t> ImportEmbeddings(const std::string& npy_path,
-                                                   const std::string& chunk_path) = 0;
+  // Validates a user's .npy embeddings (float16/float32/float64 [N, D], finite; float64
+  // is stored as float32) and streams them into feature chunks of at most
+  // options().import_chunk_rows rows under `dir`. `expected_rows` >= 0 (the ids file's
+  // length) is checked against N before anything is written. Returns the chunks in
+  // row order.
+  virtual absl::StatusOr<std::vector<FeatureChunk>> ImportEmbeddings(const std::string& npy_path,
+                                                                     const std::string& dir,
+                                                                     int64_t expected_rows) = 0;
 };
 
 }  // namespace updp::core

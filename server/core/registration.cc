@@ -151,29 +151,28 @@ absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string
   return list;
 }
 
-absl::StatusOr<std::vector<ItemRow>> ItemsFromIds(const std::vector<std::string>& ids,
-                                                  const std::string& field) {
-  ItemList list;
-  list.items.reserve(ids.size());
-  ItemAdder add(&list);
-  for (const auto& id : ids) {
-    if (auto s = add.Add(id, "", field); !s.ok()) return s;
-  }
-  return std::move(list.items);
-}
-
-absl::StatusOr<std::vector<std::string>> ReadIdsFile(const PathPolicy& paths,
-                                                     const std::string& path) {
+absl::StatusOr<IdsFile> IdsFile::Read(const PathPolicy& paths, const std::string& path) {
   auto idf = paths.Resolve("embeddings.ids_path", path);
   if (!idf.ok()) return idf.status();
   auto text = ReadRequestFile("embeddings.ids_path", *idf);
   if (!text.ok()) return text.status();
-  std::vector<std::string> ids;
-  for (absl::string_view raw : absl::StrSplit(*text, '\n')) {
-    std::string id(absl::StripAsciiWhitespace(raw));
-    if (!id.empty()) ids.push_back(id);
+  IdsFile f;
+  f.text_ = std::move(*text);
+  absl::string_view id;
+  while (f.Next(&id)) ++f.count_;
+  f.pos_ = 0;
+  return f;
+}
+
+bool IdsFile::Next(absl::string_view* id) {
+  while (pos_ < text_.size()) {
+    size_t end = text_.find('\n', pos_);
+    if (end == std::string::npos) end = text_.size();
+    *id = absl::StripAsciiWhitespace(absl::string_view(text_).substr(pos_, end - pos_));
+    pos_ = end + 1;
+    if (!id->empty()) return true;
   }
-  return ids;
+  return false;
 }
 
 }  // namespace updp::core

@@ -4,10 +4,12 @@
 #ifndef UPDP_SERVER_CORE_REGISTRATION_H_
 #define UPDP_SERVER_CORE_REGISTRATION_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "server/core/paths.h"
 #include "server/core/types.h"
 
@@ -27,14 +29,21 @@ absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::
 // Relative paths are relative to the manifest. A missing file is listed as failed.
 absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string& path);
 
-// Non-empty lines of a text file of item ids (an embeddings source's ids_path).
-absl::StatusOr<std::vector<std::string>> ReadIdsFile(const PathPolicy& paths,
-                                                     const std::string& path);
+// The ids of an embeddings source: the non-empty lines of its ids file (whitespace
+// stripped), in order. Kept as the file's text: ten million ids are not ten million
+// strings.
+class IdsFile {
+ public:
+  static absl::StatusOr<IdsFile> Read(const PathPolicy& paths, const std::string& path);
+  int64_t size() const { return count_; }
+  // The next id (a view into the text); false after the last.
+  bool Next(absl::string_view* id);
 
-// Items without paths (an embeddings source), one per id in order; ids must be
-// unique and non-empty (INVALID_ARGUMENT naming `field` otherwise).
-absl::StatusOr<std::vector<ItemRow>> ItemsFromIds(const std::vector<std::string>& ids,
-                                                  const std::string& field);
+ private:
+  std::string text_;
+  size_t pos_ = 0;
+  int64_t count_ = 0;
+};
 
 // The contents of a regular file that a request names (`field`). A FIFO, device or
 // directory is refused before it is opened, so a read can never block forever.

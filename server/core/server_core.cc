@@ -4,6 +4,7 @@
 #include <atomic>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <set>
 
 #include "absl/strings/match.h"
@@ -28,6 +29,8 @@ constexpr size_t kMaxLabeledIds = 1000000;
 // A ViT-g prompt (M = 64, K = 100,000 clusters) is ~330 MB in float32; a realistic one
 // (K <= 10,000) is under 40 MB.
 constexpr size_t kMaxPromptBytes = size_t{64} << 20;
+// Items of an embeddings source per AddItems call (one store transaction).
+constexpr size_t kItemBatch = 5000;
 
 }  // namespace
 
@@ -179,51 +182,66 @@ absl::StatusOr<DatasetInfo> ServerCore::Register(const std::string& name, Source
                                                  const std::string& path,
                                                  const std::string& ids_path) {
   if (registration_hook_) registration_hook_(name);
+  if (kind == SourceKind::kEmbeddings) return RegisterEmbeddings(name, path, ids_path);
   ItemList list;
-  FeatureChunk chunk;
   if (kind == SourceKind::kImages) {
     auto l = ScanImageDirectory(*paths_, path);
     if (!l.ok()) return l.status();
     list = std::move(*l);
-  } else if (kind == SourceKind::kManifest) {
+  } else {
     auto l = ReadManifest(*paths_, path);
     if (!l.ok()) return l.status();
     list = std::move(*l);
-  } else {
-    auto npy = paths_->Resolve("embeddings.path", path);
-    if (!npy.ok()) return npy.status();
-    list.source_path = *npy;
-    std::vector<std::string> ids;
-    if (!ids_path.empty()) {
-      auto read = ReadIdsFile(*paths_, ids_path);
-      if (!read.ok()) return read.status();
-      ids = std::move(*read);
-    }
-    auto dir = FeatureDir(name, kUserEmbeddings);
-    if (!dir.ok()) return dir.status();
-    std::error_code ec;
-    fs::create_directories(*dir, ec);
-    if (ec) return absl::InternalError(absl::StrCat("cannot create '", *dir, "': ", ec.message()));
-    chunk.path = *dir + "/chunk_000000.safetensors";
-    auto rows = engine_->ImportEmbeddings(*npy, chunk.path);
-    if (!rows.ok()) return rows.status();
-    if (!ids_path.empty() && static_cast<int64_t>(ids.size()) != *rows) {
-      return absl::InvalidArgumentError(absl::StrCat("embeddings.ids_path: has ", ids.size(),
-                                                     " ids but the array has ", *rows, " rows"));
-    }
-    if (ids_path.empty()) {
-      for (int64_t i = 0; i < *rows; ++i) ids.push_back(std::to_string(i));
-    }
-    auto items = ItemsFromIds(ids, "embeddings.ids_path");
-    if (!items.ok()) return items.status();
-    list.items = std::move(*items);
-    chunk.count = *rows;
   }
   if (auto s = store_->AddItems(name, list.items); !s.ok()) return s;
-  if (auto s = store_->CommitDataset(
-          name, list.source_path, static_cast<int64_t>(list.items.size()), list.failed,
-          kUserEmbeddings, kind == SourceKind::kEmbeddings ? &chunk : nullptr);
+  if (auto s =
+          store_->CommitDataset(name, list.source_path, static_cast<int64_t>(list.items.size()),
+                                list.failed, kUserEmbeddings, {});
       !s.ok()) {
+    return s;
+  }
+  return store_->GetDataset(name);
+}
+
+absl::StatusOr<DatasetInfo> ServerCore::RegisterEmbeddings(const std::string& name,
+                                                           const std::string& path,
+                                                           const std::string& ids_path) {
+  auto npy = paths_->Resolve("embeddings.path", path);
+  if (!npy.ok()) return npy.status();
+  std::optional<IdsFile> ids;
+  if (!ids_path.empty()) {
+    auto read = IdsFile::Read(*paths_, ids_path);
+    if (!read.ok()) return read.status();
+    ids.emplace(std::move(*read));
+  }
+  auto dir = FeatureDir(name, kUserEmbeddings);
+  if (!dir.ok()) return dir.status();
+  std::error_code ec;
+  fs::create_directories(*dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create '", *dir, "': ", ec.message()));
+  // The rows stream into chunk files; nothing of the array is held in memory.
+  auto chunks = engine_->ImportEmbeddings(*npy, *dir, ids ? ids->size() : -1);
+  if (!chunks.ok()) return chunks.status();
+  int64_t rows = 0;
+  for (const auto& c : *chunks) rows += c.count;
+  // Items go in batches of one store transaction each: the ids are never all strings
+  // at once. A duplicate id is refused by the store's unique index.
+  std::vector<ItemRow> batch;
+  absl::string_view id;
+  for (int64_t i = 0; i < rows; ++i) {
+    if (ids && !ids->Next(&id)) return absl::InternalError("embeddings.ids_path: ids ran out");
+    batch.push_back({i, ids ? std::string(id) : std::to_string(i), ""});
+    if (batch.size() == kItemBatch || i + 1 == rows) {
+      if (auto s = store_->AddItems(name, batch); !s.ok()) {
+        if (s.code() == absl::StatusCode::kAlreadyExists) {
+          return absl::InvalidArgumentError(absl::StrCat("embeddings.ids_path: ", s.message()));
+        }
+        return s;
+      }
+      batch.clear();
+    }
+  }
+  if (auto s = store_->CommitDataset(name, *npy, rows, {}, kUserEmbeddings, *chunks); !s.ok()) {
     return s;
   }
   return store_->GetDataset(name);

@@ -22,6 +22,12 @@
 
 namespace updp::core {
 
+// Rows per feature chunk of imported embeddings (the import streams, so its memory does
+// not depend on this). 2^18 keeps one chunk at 128 MiB for 256-d float16 and 1 GiB for
+// 1024-d float32, which bounds what a reader that copies one chunk at a time holds,
+// while 10,000,000 rows are still only 39 files and store rows.
+inline constexpr int64_t kImportChunkRows = int64_t{1} << 18;
+
 struct ServerOptions {
   std::string data_dir = "./data";
   std::string model_dir;  // empty: no model (only bring-your-own-embeddings datasets)
@@ -36,7 +42,8 @@ struct ServerOptions {
   int cpu_jobs = 1;     // selections running at once (the CPU lane)
   int cpu_threads = 0;  // threads of the selection pool (0 = one per core)
   int embed_batch_size = 32;
-  int chunk_size = 1024;  // items per feature chunk (the unit of resume)
+  int chunk_size = 1024;                         // items per feature chunk (the unit of resume)
+  int64_t import_chunk_rows = kImportChunkRows;  // rows per chunk of imported embeddings
   int decode_threads = 2;
   int64_t prompt_cache_bytes = int64_t{8} << 30;  // cached ViT views for prompt learning
 };
@@ -113,6 +120,9 @@ class ServerCore {
   absl::Status RemoveDatasetFiles(const std::string& name, const std::vector<std::string>& job_ids);
   absl::StatusOr<DatasetInfo> Register(const std::string& name, SourceKind kind,
                                        const std::string& path, const std::string& ids_path);
+  // A .npy streamed into feature chunks, its items written in batches.
+  absl::StatusOr<DatasetInfo> RegisterEmbeddings(const std::string& name, const std::string& path,
+                                                 const std::string& ids_path);
   // OK when the engine can run model-backed work now.
   absl::Status ModelAvailable() const;
 

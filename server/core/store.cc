@@ -3,6 +3,7 @@
 #include <sqlite3.h>
 
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <unordered_map>
 
@@ -486,7 +487,14 @@ absl::Status Store::AddItems(const std::string& dataset, const std::vector<ItemR
     Stmt it(db_, "INSERT INTO items(dataset, idx, item_id, path) VALUES(?,?,?,?);");
     for (size_t i = begin; i < std::min(items.size(), begin + kInsertBatch); ++i) {
       it.Bind(1, dataset).Bind(2, items[i].idx).Bind(3, items[i].item_id).Bind(4, items[i].path);
-      if (auto s = it.Run("insert item"); !s.ok()) return s;
+      if (it.Step() != SQLITE_DONE) {
+        if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_UNIQUE &&
+            std::strstr(sqlite3_errmsg(db_), "item_id") != nullptr) {
+          return absl::AlreadyExistsError(
+              absl::StrCat("duplicate item id ", Quote(items[i].item_id)));
+        }
+        return SqlError(db_, "insert item");
+      }
       it.Reset();
     }
     if (auto s = tx.Commit(); !s.ok()) return s;
@@ -496,7 +504,8 @@ absl::Status Store::AddItems(const std::string& dataset, const std::vector<ItemR
 
 absl::Status Store::CommitDataset(const std::string& dataset, const std::string& source_path,
                                   int64_t num_items, const std::vector<FailedItemRow>& failed,
-                                  const std::string& chunk_source, const FeatureChunk* chunk) {
+                                  const std::string& chunk_source,
+                                  const std::vector<FeatureChunk>& chunks) {
   // Failed items in short transactions first (the dataset is invisible until the
   // state flips), so that a million of them never hold the writer for long.
   for (size_t begin = 0; begin < failed.size(); begin += kInsertBatch) {
@@ -509,15 +518,15 @@ absl::Status Store::CommitDataset(const std::string& dataset, const std::string&
   }
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  if (chunk) {
-    Stmt c(db_,
-           "INSERT INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
+  Stmt c(db_, "INSERT INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
+  for (const FeatureChunk& chunk : chunks) {
     c.Bind(1, dataset)
         .Bind(2, chunk_source)
-        .Bind(3, chunk->chunk)
-        .Bind(4, chunk->count)
-        .Bind(5, chunk->path);
+        .Bind(3, chunk.chunk)
+        .Bind(4, chunk.count)
+        .Bind(5, chunk.path);
     if (auto s = c.Run("insert feature chunk"); !s.ok()) return s;
+    c.Reset();
   }
   Stmt up(db_, "UPDATE datasets SET state=1, num_items=?, source_path=? WHERE name=? AND state=0;");
   up.Bind(1, num_items).Bind(2, source_path).Bind(3, dataset);

@@ -42,11 +42,15 @@ class Store {
   // ALREADY_EXISTS when the name is taken (also while another registration or a
   // deletion of that name is under way).
   absl::Status ReserveDataset(const DatasetInfo& d);
+  // ALREADY_EXISTS naming the item id when a dataset has it already (nothing of that
+  // batch of 5,000 is written).
   absl::Status AddItems(const std::string& dataset, const std::vector<ItemRow>& items);
-  // One transaction: failed items, the optional feature chunk, state READY.
+  // Failed items (in batches), then one transaction: the feature chunks of
+  // `chunk_source` (an embeddings source's), state READY.
   absl::Status CommitDataset(const std::string& dataset, const std::string& source_path,
                              int64_t num_items, const std::vector<FailedItemRow>& failed,
-                             const std::string& chunk_source, const FeatureChunk* chunk);
+                             const std::string& chunk_source,
+                             const std::vector<FeatureChunk>& chunks);
   // Marks a READY dataset DELETING, atomically with checking that none of its jobs is
   // queued or running (FAILED_PRECONDITION otherwise). Returns its job ids (their
   // directories are removed before FinishDeleteDataset).

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <numeric>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -13,6 +12,7 @@
 #include "server/engine/job_util.h"
 #include "server/model/blip2_model.h"
 #include "server/model/encoder.h"
+#include "server/model/feature_import.h"
 #include "server/model/npy.h"
 #include "server/model/safetensors.h"
 #include "server/model/tokenizer.h"
@@ -128,47 +128,38 @@ absl::StatusOr<core::PromptMeta> ModelEngine::CheckPrompt(const std::string& art
   return out;
 }
 
-absl::StatusOr<int64_t> ModelEngine::ImportEmbeddings(const std::string& npy,
-                                                      const std::string& chunk_path) {
+absl::StatusOr<std::vector<core::FeatureChunk>> ModelEngine::ImportEmbeddings(
+    const std::string& npy, const std::string& dir, int64_t expected_rows) {
+  const auto bad_input = [](const absl::Status& s) {
+    const auto code =
+        s.code() == absl::StatusCode::kNotFound ? s.code() : absl::StatusCode::kInvalidArgument;
+    return absl::Status(code, absl::StrCat("embeddings.path: ", CleanErrorText(s.message())));
+  };
+  const auto count_mismatch = [&](int64_t rows) {
+    return absl::InvalidArgumentError(absl::StrCat("embeddings.ids_path: has ", expected_rows,
+                                                   " ids but the array has ", rows, " rows"));
+  };
+  // The ids are checked against the header before gigabytes are copied.
   auto h = model::ReadNpyHeader(npy);
-  if (!h.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("embeddings.path: ", CleanErrorText(h.status().message())));
+  if (!h.ok()) return bad_input(h.status());
+  if (expected_rows >= 0 && !h->shape.empty() && h->shape[0] != expected_rows) {
+    return count_mismatch(h->shape[0]);
   }
-  if (h->descr != "<f4" && h->descr != "<f2") {
-    return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", npy, ": dtype ",
-                                                   Quote(h->descr), " is not float32 or float16"));
-  }
-  if (h->shape.size() != 2 || h->shape[0] == 0 || h->shape[1] == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("embeddings.path: ", npy, ": expected a non-empty [N, D] array"));
-  }
-  auto x = model::MapNpy(npy);
-  if (!x.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("embeddings.path: ", CleanErrorText(x.status().message())));
-  }
-  // NaN/Inf check in blocks: never a float32 copy of the whole matrix.
-  const int64_t n = h->shape[0];
-  constexpr int64_t kBlock = 65536;
-  for (int64_t b = 0; b < n; b += kBlock) {
-    torch::Tensor part = x->narrow(0, b, std::min(kBlock, n - b));
-    torch::Tensor bad = torch::logical_not(torch::isfinite(part)).any(1);
-    if (bad.any().item<bool>()) {
-      return absl::InvalidArgumentError(absl::StrCat("embeddings.path: ", npy, ": row ",
-                                                     b + bad.nonzero()[0][0].item<int64_t>(),
-                                                     " contains NaN or Inf"));
+  auto imported = model::ImportNpyFeatures(npy, core_->options().import_chunk_rows,
+                                           [&](int64_t c) { return dir + "/" + ChunkName(c); });
+  if (!imported.ok()) {
+    // Reading and checking the input is the caller's problem; writing the chunks is ours.
+    const auto code = imported.status().code();
+    if (code == absl::StatusCode::kInvalidArgument || code == absl::StatusCode::kNotFound ||
+        code == absl::StatusCode::kDataLoss) {
+      return bad_input(imported.status());
     }
+    return imported.status();
   }
-  std::vector<int64_t> index(n);
-  std::iota(index.begin(), index.end(), 0);
-  // User embeddings keep their dtype (no float16 rounding of float32 inputs).
-  if (auto s = model::WriteSafetensors(
-          chunk_path, {{"features", *x}, {"index", torch::tensor(index, torch::kLong)}});
-      !s.ok()) {
-    return s;
-  }
-  return n;
+  if (expected_rows >= 0 && imported->rows != expected_rows) return count_mismatch(imported->rows);
+  std::vector<core::FeatureChunk> chunks;
+  for (const auto& c : imported->chunks) chunks.push_back({c.chunk, c.rows, c.path});
+  return chunks;
 }
 
 absl::Status ModelEngine::RunEmbed(JobContext& ctx) {

@@ -29,12 +29,14 @@ constexpr size_t kMaxHeaderLen = size_t{1} << 20;
 constexpr size_t kMaxDims = 64;
 
 absl::StatusOr<torch::ScalarType> DtypeOf(const std::string& descr, const std::string& path) {
+  if (descr == "<f8") return torch::kFloat64;
   if (descr == "<f4") return torch::kFloat32;
   if (descr == "<f2") return torch::kFloat16;
   if (descr == "<i8") return torch::kInt64;
   if (descr == "<i4") return torch::kInt32;
-  return absl::InvalidArgumentError(absl::StrCat(path, ": unsupported dtype ", Quote(descr),
-                                                 " (expected '<f4', '<f2', '<i8' or '<i4')"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ": unsupported dtype ", Quote(descr),
+                   " (expected '<f8', '<f4', '<f2', '<i8' or '<i4')"));
 }
 
 // Closes the descriptor when it goes out of scope.
@@ -320,10 +322,55 @@ absl::StatusOr<torch::Tensor> MapNpy(const std::string& path) {
   }
 }
 
+absl::StatusOr<std::unique_ptr<NpyReader>> NpyReader::Open(const std::string& path) {
+  size_t size = 0;
+  absl::StatusOr<int> fd = OpenRegularFile(path, &size);
+  if (!fd.ok()) return fd.status();
+  std::unique_ptr<NpyReader> r(new NpyReader());
+  r->fd_ = *fd;  // closed by the destructor from here on
+  r->path_ = path;
+  auto h = ReadHeader(*fd, size, path);
+  if (!h.ok()) return h.status();
+  r->header_ = *std::move(h);
+  auto dtype = DtypeOf(r->header_.descr, path);
+  if (!dtype.ok()) return dtype.status();
+  r->dtype_ = *dtype;
+  if (r->header_.shape.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": a 0-d array has no rows"));
+  }
+  // ReadHeader checked that the whole array fits in the file (no overflow).
+  r->row_bytes_ = c10::elementSize(r->dtype_);
+  for (size_t d = 1; d < r->header_.shape.size(); ++d) {
+    r->row_bytes_ *= static_cast<size_t>(r->header_.shape[d]);
+  }
+  return r;
+}
+
+NpyReader::~NpyReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status NpyReader::ReadRows(int64_t begin, int64_t count, void* out) const {
+  if (begin < 0 || count < 0 || begin + count > header_.shape[0]) {
+    return absl::OutOfRangeError(
+        absl::StrCat(path_, ": rows ", begin, "+", count, " of ", header_.shape[0]));
+  }
+  if (!PreadAll(fd_, static_cast<char*>(out), static_cast<size_t>(count) * row_bytes_,
+                header_.data_offset + static_cast<size_t>(begin) * row_bytes_)) {
+    return absl::DataLossError(absl::StrCat(path_, ": cannot read rows ", begin, "..",
+                                            begin + count - 1,
+                                            " (the file changed or got shorter)"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status WriteNpy(const std::string& path, const torch::Tensor& t) {
   torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
   std::string descr;
   switch (c.scalar_type()) {
+    case torch::kFloat64:
+      descr = "<f8";
+      break;
     case torch::kFloat32:
       descr = "<f4";
       break;

@@ -293,36 +293,86 @@ absl::Status WriteSafetensors(const std::string& path,
   return WriteFileAtomically(path, SerializeSafetensors(tensors, metadata));
 }
 
+namespace {
+
+// The 8-byte header length and the JSON header (padded to 8 bytes) for tensors sorted
+// by name, whose data follow in that order; `data_bytes` gets their total size.
+std::string HeaderBlob(const std::vector<TensorSpec>& sorted,
+                       const std::map<std::string, std::string>& metadata, size_t* data_bytes) {
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  size_t offset = 0;
+  for (const auto& t : sorted) {
+    size_t bytes = c10::elementSize(t.dtype);
+    for (int64_t d : t.shape) bytes *= static_cast<size_t>(d);
+    header[t.name] = {{"dtype", DtypeToString(t.dtype)},
+                      {"shape", t.shape},
+                      {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  *data_bytes = offset;
+  std::string h = header.dump();
+  while ((h.size() + 8) % 8 != 0) h.push_back(' ');
+  const uint64_t hl = h.size();
+  return std::string(reinterpret_cast<const char*>(&hl), 8) + h;
+}
+
+}  // namespace
+
 std::string SerializeSafetensors(const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                                  const std::map<std::string, std::string>& metadata) {
   std::vector<std::pair<std::string, torch::Tensor>> sorted = tensors;
   std::sort(sorted.begin(), sorted.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
-  nlohmann::json header = nlohmann::json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  size_t offset = 0;
+  std::vector<TensorSpec> specs;
   std::vector<torch::Tensor> cpu;
   cpu.reserve(sorted.size());
   for (auto& [name, t] : sorted) {
     torch::Tensor c = t.detach().to(torch::kCPU).contiguous();
-    size_t bytes = c.numel() * c.element_size();
-    header[name] = {{"dtype", DtypeToString(c.scalar_type())},
-                    {"shape", c.sizes().vec()},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+    specs.push_back({name, c.scalar_type(), c.sizes().vec()});
     cpu.push_back(c);
   }
-  std::string h = header.dump();
-  while ((h.size() + 8) % 8 != 0) h.push_back(' ');
-  std::string blob;
-  blob.reserve(8 + h.size() + offset);
-  uint64_t hl = h.size();
-  blob.append(reinterpret_cast<const char*>(&hl), 8);
-  blob.append(h);
+  size_t data_bytes = 0;
+  std::string blob = HeaderBlob(specs, metadata, &data_bytes);
+  blob.reserve(blob.size() + data_bytes);
   for (auto& c : cpu) {
     blob.append(static_cast<const char*>(c.data_ptr()), c.numel() * c.element_size());
   }
   return blob;
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
+    const std::string& path, std::vector<TensorSpec> tensors,
+    const std::map<std::string, std::string>& metadata) {
+  std::sort(tensors.begin(), tensors.end(),
+            [](const auto& a, const auto& b) { return a.name < b.name; });
+  std::unique_ptr<SafetensorsWriter> w(new SafetensorsWriter());
+  w->path_ = path;
+  size_t data_bytes = 0;
+  const std::string header = HeaderBlob(tensors, metadata, &data_bytes);
+  w->declared_ = data_bytes;
+  auto file = AtomicFileWriter::Create(path);
+  if (!file.ok()) return file.status();
+  w->file_ = std::move(*file);
+  if (auto s = w->file_->Write(header); !s.ok()) return s;
+  return w;
+}
+
+absl::Status SafetensorsWriter::Append(const void* data, size_t bytes) {
+  if (bytes > declared_ - written_) {
+    return absl::InternalError(
+        absl::StrCat(path_, ": more tensor bytes than declared (", declared_, ")"));
+  }
+  written_ += bytes;
+  return file_->Write(std::string_view(static_cast<const char*>(data), bytes));
+}
+
+absl::Status SafetensorsWriter::Commit() {
+  if (written_ != declared_) {
+    return absl::InternalError(absl::StrCat(path_, ": ", written_, " of the declared ", declared_,
+                                            " tensor bytes written"));
+  }
+  return file_->Commit();
 }
 
 }  // namespace updp::model

@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "server/util/atomic_file.h"
 
 namespace updp::model {
 
@@ -77,6 +78,33 @@ std::string SerializeSafetensors(const std::vector<std::pair<std::string, torch:
 absl::Status WriteSafetensors(const std::string& path,
                               const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
+
+// One tensor of a streamed file: declared before any of its bytes.
+struct TensorSpec {
+  std::string name;
+  torch::ScalarType dtype;
+  std::vector<int64_t> shape;
+};
+
+// Writes a safetensors file larger than memory: the header (every tensor declared up
+// front) at Create(), then the tensors' raw bytes in name order through any number of
+// Append() calls, then Commit(): the file appears at `path` (temp file, fsync, rename)
+// only if exactly the declared bytes came. Same bytes as WriteSafetensors.
+class SafetensorsWriter {
+ public:
+  static absl::StatusOr<std::unique_ptr<SafetensorsWriter>> Create(
+      const std::string& path, std::vector<TensorSpec> tensors,
+      const std::map<std::string, std::string>& metadata = {});
+  absl::Status Append(const void* data, size_t bytes);
+  absl::Status Commit();
+
+ private:
+  SafetensorsWriter() = default;
+  std::unique_ptr<AtomicFileWriter> file_;
+  std::string path_;
+  uint64_t declared_ = 0;  // data bytes of all tensors
+  uint64_t written_ = 0;
+};
 
 absl::StatusOr<torch::ScalarType> DtypeFromString(const std::string& s);
 std::string DtypeToString(torch::ScalarType t);

@@ -52,7 +52,7 @@ inline void AddReadyDataset(core::Store& store, const std::string& name, int ite
   std::vector<core::ItemRow> rows;
   for (int i = 0; i < items; ++i) rows.push_back({i, "item" + std::to_string(i), "/x"});
   ASSERT_TRUE(store.AddItems(name, rows).ok());
-  ASSERT_TRUE(store.CommitDataset(name, "/m", items, {}, "", nullptr).ok());
+  ASSERT_TRUE(store.CommitDataset(name, "/m", items, {}, "", {}).ok());
 }
 
 }  // namespace updp::testing

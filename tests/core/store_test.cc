@@ -54,7 +54,7 @@ TEST_F(StoreTest, ARegistrationHoldsItsNameAndIsInvisibleUntilCommitted) {
   EXPECT_EQ(store_->CreateJob("a", core::EmbedParams{}).status().code(),
             absl::StatusCode::kNotFound);
   ASSERT_TRUE(store_->AddItems("a", {{0, "x", "/x"}, {1, "y", "/y"}}).ok());
-  ASSERT_TRUE(store_->CommitDataset("a", "/m", 2, {{"y", "/y", "bad"}}, "", nullptr).ok());
+  ASSERT_TRUE(store_->CommitDataset("a", "/m", 2, {{"y", "/y", "bad"}}, "", {}).ok());
   auto d = store_->GetDataset("a");
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->num_items, 2);

@@ -294,9 +294,10 @@ TEST_F(Npy, MapsMisalignedData) {
 }
 
 TEST_F(Npy, WriteReadRoundTripAllDtypes) {
-  for (const torch::Tensor& a : {torch::randn({4, 5}), torch::randn({3}).to(torch::kFloat16),
-                                 torch::arange(6, torch::kLong).reshape({2, 3}),
-                                 torch::arange(4, torch::kInt), torch::zeros({0, 8})}) {
+  for (const torch::Tensor& a :
+       {torch::randn({4, 5}), torch::randn({3}).to(torch::kFloat16),
+        torch::randn({2, 3}, torch::kFloat64), torch::arange(6, torch::kLong).reshape({2, 3}),
+        torch::arange(4, torch::kInt), torch::zeros({0, 8})}) {
     const std::string p = TmpPath("rt.npy");
     ASSERT_TRUE(WriteNpy(p, a).ok());
     auto h = ReadNpyHeader(p);
@@ -306,6 +307,25 @@ TEST_F(Npy, WriteReadRoundTripAllDtypes) {
     ASSERT_TRUE(m.ok()) << m.status();
     EXPECT_TRUE(torch::equal(*m, a));
   }
+}
+
+TEST_F(Npy, ReaderReadsRowBlocks) {
+  const std::string p = TmpPath("rows.npy");
+  torch::Tensor a = torch::randn({9, 5}, torch::kFloat64);
+  ASSERT_TRUE(WriteNpy(p, a).ok());
+  auto r = NpyReader::Open(p);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)->dtype(), torch::kFloat64);
+  EXPECT_EQ((*r)->row_bytes(), 5u * 8);
+  torch::Tensor rows = torch::empty({4, 5}, torch::kFloat64);
+  ASSERT_TRUE((*r)->ReadRows(3, 4, rows.data_ptr()).ok());
+  EXPECT_TRUE(torch::equal(rows, a.narrow(0, 3, 4)));
+  EXPECT_EQ((*r)->ReadRows(7, 3, rows.data_ptr()).code(), absl::StatusCode::kOutOfRange);
+  // Cut short after it was opened: an error, never a crash or stale bytes.
+  auto bytes = *ReadFile(p);
+  ASSERT_EQ(::truncate(p.c_str(), static_cast<off_t>(bytes.size() - 8 * 10)), 0);
+  EXPECT_EQ((*r)->ReadRows(5, 4, rows.data_ptr()).code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE((*r)->ReadRows(0, 2, rows.data_ptr()).ok());
 }
 
 TEST_F(Npy, RoundTripAndMap) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <future>
 
@@ -278,6 +279,37 @@ TEST_F(Safetensors, AcceptsEdgeCases) {
   auto empty = SafetensorsFile::FromBytes(SafetensorsBytes("{}", ""), "empty");
   ASSERT_TRUE(empty.ok()) << empty.status();
   EXPECT_TRUE((*empty)->tensors().empty());
+}
+
+// The streamed writer produces WriteSafetensors' bytes, whatever the pieces, and
+// nothing at all unless exactly the declared bytes came.
+TEST_F(Safetensors, StreamedWriterMatchesWriteSafetensors) {
+  torch::Tensor f = torch::randn({5, 3}).to(torch::kFloat16);
+  torch::Tensor idx = torch::arange(5, torch::kLong);
+  const std::string want = SerializeSafetensors({{"index", idx}, {"features", f}}, {{"k", "v"}});
+  const std::string p = TmpPath("streamed.safetensors");
+  auto w = SafetensorsWriter::Create(
+      p, {{"index", torch::kLong, {5}}, {"features", torch::kFloat16, {5, 3}}}, {{"k", "v"}});
+  ASSERT_TRUE(w.ok()) << w.status();
+  const char* fb = static_cast<const char*>(f.data_ptr());
+  ASSERT_TRUE((*w)->Append(fb, 7).ok());  // pieces that split values
+  ASSERT_TRUE((*w)->Append(fb + 7, 23).ok());
+  ASSERT_TRUE((*w)->Append(idx.data_ptr(), 40).ok());
+  ASSERT_TRUE((*w)->Commit().ok());
+  EXPECT_EQ(*ReadFile(p), want);
+
+  const std::string q = TmpPath("short.safetensors");
+  {
+    auto s = SafetensorsWriter::Create(q, {{"a", torch::kFloat32, {4}}});
+    ASSERT_TRUE(s.ok());
+    ASSERT_TRUE((*s)->Append(fb, 8).ok());
+    EXPECT_EQ((*s)->Append(fb, 9).code(), absl::StatusCode::kInternal);  // past the end
+    EXPECT_EQ((*s)->Commit().code(), absl::StatusCode::kInternal);       // 8 of 16 bytes
+  }
+  EXPECT_FALSE(std::filesystem::exists(q));
+  for (const auto& e : std::filesystem::directory_iterator(TmpPath(""))) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+  }
 }
 
 }  // namespace

@@ -208,7 +208,7 @@ TEST(CrashTest, RunningJobsBecomeInterruptedOnStart) {
     core::DatasetInfo d;
     d.name = "ds";
     ASSERT_TRUE((*store)->ReserveDataset(d).ok());
-    ASSERT_TRUE((*store)->CommitDataset("ds", "/x", 0, {}, "", nullptr).ok());
+    ASSERT_TRUE((*store)->CommitDataset("ds", "/x", 0, {}, "", {}).ok());
     auto j = (*store)->CreateJob("ds", core::EmbedParams{});
     ASSERT_TRUE(j.ok());
     // As if the process died mid-job.

@@ -363,7 +363,7 @@ TEST(ServerStartTest, HalfDoneRegistrationsAndDeletionsAreFinishedAtStart) {
     g.name = "going";
     g.source_kind = core::SourceKind::kManifest;
     ASSERT_TRUE((*store)->ReserveDataset(g).ok());
-    ASSERT_TRUE((*store)->CommitDataset("going", "/m", 0, {}, "", nullptr).ok());
+    ASSERT_TRUE((*store)->CommitDataset("going", "/m", 0, {}, "", {}).ok());
     auto job = (*store)->CreateJob("going", core::EmbedParams{});
     ASSERT_TRUE(job.ok());
     ASSERT_TRUE((*store)

@@ -8,6 +8,7 @@
 
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "server/model/npy.h"
+#include "server/model/safetensors.h"
 #include "tests/service/test_env.h"
 
 namespace updp::testing {
@@ -231,6 +232,46 @@ TEST_F(ServiceTest, BringYourOwnEmbeddings) {
   std::set<int> blobs;
   for (const auto& it : resp.items()) blobs.insert(std::stoi(it.item_id().substr(5)) / 25);
   EXPECT_EQ(blobs.size(), 4u);  // one pick per cluster
+}
+
+// A float64 .npy (numpy's default) is stored as float32, streamed into chunks of at
+// most import_chunk_rows rows; selection reads them all.
+TEST_F(ServiceTest, Float64EmbeddingsAreImportedInSeveralChunks) {
+  server_->Stop();
+  server_->options().import_chunk_rows = 30;
+  server_->Start();
+  torch::manual_seed(0);
+  torch::Tensor centres = torch::randn({4, 16}, torch::kFloat64);
+  torch::Tensor x =
+      centres.repeat_interleave(25, 0) + 0.01 * torch::randn({100, 16}, torch::kFloat64);
+  ASSERT_TRUE(model::WriteNpy(root_ + "/emb64.npy", x).ok());
+  ASSERT_TRUE(server_->RegisterNpy("byo64", root_ + "/emb64.npy").ok());
+  const std::string dir = root_ + "/data/features/byo64/embeddings/";
+  torch::Tensor back = torch::empty({0, 16});
+  for (int c = 0; c < 4; ++c) {
+    auto f = model::SafetensorsFile::Open(dir + "chunk_00000" + std::to_string(c) + ".safetensors");
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ((*f)->tensors().at("features").dtype, "F32");
+    back = torch::cat({back, *(*f)->Get("features")});
+  }
+  EXPECT_FALSE(fs::exists(dir + "chunk_000004.safetensors"));
+  EXPECT_TRUE(torch::equal(back, x.to(torch::kFloat32)));
+  v1::SelectRequest sr;
+  sr.set_dataset("byo64");
+  sr.set_strategy("typiclust");
+  sr.set_budget(4);
+  v1::Job sel;
+  grpc::ClientContext sc;
+  ASSERT_TRUE(server_->stub()->Select(&sc, sr, &sel).ok());
+  ASSERT_EQ(server_->WaitJob(sel.job_id()).state(), v1::SUCCEEDED);
+  grpc::ClientContext gc;
+  v1::GetSelectionRequest gr;
+  gr.set_job_id(sel.job_id());
+  v1::GetSelectionResponse resp;
+  ASSERT_TRUE(server_->stub()->GetSelection(&gc, gr, &resp).ok());
+  std::set<int> blobs;
+  for (const auto& it : resp.items()) blobs.insert(std::stoi(it.item_id()) / 25);
+  EXPECT_EQ(blobs.size(), 4u);  // one pick per cluster, rows from every chunk
 }
 
 TEST_F(ServiceTest, MetricsCountRequestsAndJobs) {
