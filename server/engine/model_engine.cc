@@ -201,9 +201,20 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
     std::vector<std::string> paths;
     for (const auto& it : items) paths.push_back(it.path);
     const int64_t base_done = pr.done;
+    // Counted per batch (d items done, f of them failed, so far in this chunk). A chunk
+    // that is cancelled half way is dropped and embedded again on resume, and counted
+    // again: the counters count work done.
+    int64_t counted_ok = 0, counted_failed = 0;
     auto enc = encoder_->EncodeAll(
         paths, p.batch_size, [&] { return ctx.Cancelled(); },
-        [&](int64_t d, int64_t) {
+        [&](int64_t d, int64_t f) {
+          if (metrics) {
+            metrics->images_decoded->Increment(static_cast<double>(d - f - counted_ok));
+            metrics->images_embedded->Increment(static_cast<double>(d - f - counted_ok));
+            metrics->images_failed->Increment(static_cast<double>(f - counted_failed));
+          }
+          counted_ok = d - f;
+          counted_failed = f;
           pr.done = base_done + d;
           pr.rate = (processed + d) / std::max(1e-9, Seconds(start));
           if (metrics) metrics->embedding_rate->Set(pr.rate);
@@ -231,11 +242,6 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
     processed += end - begin;
     embedded += static_cast<int64_t>(index.size());
     failed_total += static_cast<int64_t>(failed.size());
-    if (metrics) {
-      metrics->images_decoded->Increment(static_cast<double>(index.size()));
-      metrics->images_embedded->Increment(static_cast<double>(index.size()));
-      metrics->images_failed->Increment(static_cast<double>(failed.size()));
-    }
     pr.done = base_done + (end - begin);
     ctx.SetProgress(pr);  // a checkpoint: this chunk is committed
   }

@@ -274,6 +274,25 @@ TEST_F(ServiceTest, Float64EmbeddingsAreImportedInSeveralChunks) {
   EXPECT_EQ(blobs.size(), 4u);  // one pick per cluster, rows from every chunk
 }
 
+// updp_images_embedded_total advances with every batch, not once per chunk: held after
+// the first batch (16 of a 64-item chunk), the counter already shows it.
+TEST_F(ServiceTest, ImagesEmbeddedAdvancesPerBatch) {
+  v1::Dataset d;
+  ASSERT_TRUE(server_->Register("fm", images_, &d).ok());
+  server_->gate().Arm([](const core::JobInfo& j) {
+    return j.state == core::JobState::kRunning && j.progress.stage == "embed" &&
+           j.progress.done == 16;
+  });
+  v1::Job job = server_->Embed("fm");
+  ASSERT_TRUE(server_->gate().WaitHeld());
+  std::string text = server_->metrics().Serialize();
+  EXPECT_NE(text.find("updp_images_embedded_total 16\n"), std::string::npos) << text;
+  server_->gate().Release();
+  EXPECT_EQ(server_->WaitJob(job.job_id()).state(), v1::SUCCEEDED);
+  text = server_->metrics().Serialize();
+  EXPECT_NE(text.find("updp_images_embedded_total 120\n"), std::string::npos) << text;
+}
+
 TEST_F(ServiceTest, MetricsCountRequestsAndJobs) {
   v1::Dataset d;
   ASSERT_TRUE(server_->Register("fm", images_, &d).ok());
