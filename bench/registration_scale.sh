@@ -88,66 +88,15 @@ EOF
   esac
 }
 
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  return 1
-}
-
-WORK=""
-SERVER=""
-SAMPLER=""
-# shellcheck disable=SC2317  # (called by the trap and between cases)
-stop_all() {
-  [ -n "$SAMPLER" ] && { kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; }
-  SAMPLER=""
-  if [ -n "$SERVER" ]; then
-    kill "$SERVER" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$SERVER" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SERVER" 2>/dev/null || true
-    wait "$SERVER" 2>/dev/null || true
-  fi
-  SERVER=""
-  [ -n "$WORK" ] && rm -rf "$WORK"
-  WORK=""
-}
+# shellcheck source=bench/scale_lib.sh
+source "$ROOT/bench/scale_lib.sh"
 trap stop_all EXIT
-
-# Peak VmRSS and RssAnon (kB) of PID, sampled every 0.2 s into FILE until killed.
-sample() {
-  local pid=$1 file=$2 rss=0 anon=0 r a
-  while kill -0 "$pid" 2>/dev/null; do
-    read -r r a < <(awk '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2} END {print r + 0, a + 0}' \
-      "/proc/$pid/status" 2>/dev/null || echo "0 0")
-    [ "$r" -gt "$rss" ] && rss=$r
-    [ "$a" -gt "$anon" ] && anon=$a
-    echo "$rss $anon" >"$file"
-    sleep 0.2
-  done
-}
-
-now() { date +%s.%N; }
-mib() { awk -v k="$1" 'BEGIN { printf "%.0f", k / 1024 }'; }
 
 printf '%-9s %10s %9s %13s %13s %9s %9s\n' case items "reg s" "peak RSS MiB" "peak anon MiB" "list ms" "show ms"
 for c in "${CASES[@]}"; do
   make_inputs "$c"
-  WORK=$(mktemp -d "${TMPDIR:-/tmp}/updp-regscale.XXXXXX")
-  PORT=$(free_port)
-  ADDR="127.0.0.1:$PORT"
-  "$BUILD/updp-server" --host 127.0.0.1 --port "$PORT" --metrics_port 0 \
-    --data_dir "$WORK/data" --allowed_roots "$CACHE" >"$WORK/server.log" 2>&1 &
-  SERVER=$!
-  for _ in $(seq 1 300); do
-    "$BUILD/updpctl" --addr "$ADDR" health --timeout 1 >/dev/null 2>&1 && break
-    kill -0 "$SERVER" 2>/dev/null || break
-    sleep 0.1
-  done
-  sample "$SERVER" "$WORK/peak" &
-  SAMPLER=$!
+  start_server "$CACHE"
+  start_sampler "$WORK/peak"
   case "$c" in
     dir) args=(--images "$CACHE/images-$FILES") ;;
     manifest) args=(--manifest "$CACHE/manifest-$FILES.csv") ;;
@@ -165,7 +114,7 @@ for c in "${CASES[@]}"; do
   t2=$(now)
   "$BUILD/updpctl" --addr "$ADDR" dataset show "s-$c" >"$WORK/show.out"
   t3=$(now)
-  sleep 0.3  # one more sample after the registration
+  stop_sampler
   read -r rss anon <"$WORK/peak"
   items=$(awk '/items/ {for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+$/) {print $i; exit}}' \
     "$WORK/show.out")
