@@ -88,6 +88,9 @@ ABSL_FLAG(int, kmeans_max_iterations, updp::select::KMeansParameters().max_itera
           "full mode: iteration cap");
 ABSL_FLAG(int64_t, kmeans_full_init_max_points, updp::select::KMeansParameters().full_init_max_points,
           "full mode: rows the k-means++ seeding samples");
+ABSL_FLAG(bool, kmeans_report, false,
+          "for each budget and seed also train k-means (B clusters, the --kmeans_* settings) "
+          "on the selection features and print its inertia and iterations to stderr");
 ABSL_FLAG(int, kmeans_init_points_per_centroid,
           updp::select::KMeansParameters().init_points_per_centroid,
           "sampled mode: k-means++ seeding sample per centroid");
@@ -397,6 +400,24 @@ int main(int argc, char** argv) {
           secs = absl::StrCat(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
           if (!picks.ok()) Die(std::string(picks.status().message()));
           for (auto& p : *picks) idx.push_back(p.index);
+        }
+        if (!is_external && s == "kmeans" && absl::GetFlag(FLAGS_kmeans_report)) {
+          // The clustering behind the picks, measured as scikit-learn reports it (its
+          // seed stream differs from the one Select draws, so it is a like-for-like
+          // sample, not the same run).
+          auto x = updp::select::FeatureSource::FromTensor(xtr, /*normalize=*/true);
+          updp::select::ThreadPool pool(0);
+          auto r = updp::select::TrainKMeans(*x, b, km, static_cast<uint64_t>(seed), pool);
+          // Inertia of the final centroids over every row (sampled mode trains on a sample).
+          const torch::Tensor u = Normalize(xtr).to(torch::kFloat64);
+          const torch::Tensor c = r.centroids.to(torch::kFloat64);
+          const double inertia =
+              torch::addmm(c.pow(2).sum(1).unsqueeze(0), u, c.t(), 1.0, -2.0)
+                  .add_(u.pow(2).sum(1, true)).clamp_min_(0.0).amin(1).sum().item<double>();
+          std::cerr << absl::StrFormat(
+              "updp-eval: k-means B=%d seed=%d: %s, %d iterations%s, inertia %.2f, %.1f s\n", b, seed,
+              r.full ? "full" : "sampled", r.stats.back().iteration, r.converged ? " (converged)" : "",
+              inertia, r.stats.back().seconds);
         }
         torch::Tensor it = torch::tensor(idx);
         double a = ProbeAccuracy(ptr.index_select(0, it), ytr.index_select(0, it), pte, yte, classes);
