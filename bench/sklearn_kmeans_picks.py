@@ -71,7 +71,10 @@ def main():
           file=sys.stderr)
     x = np.load(a.features).astype(np.float64)
     x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    print(f"features {x.shape}, L2-normalised", file=sys.stderr)
+    defaults = KMeans().get_params()
+    print(f"features {x.shape}, L2-normalised, float64; KMeans n_init={a.n_init} "
+          f"(default {defaults['n_init']!r}), tol={defaults['tol']}, "
+          f"max_iter={defaults['max_iter']}, algorithm={defaults['algorithm']}", file=sys.stderr)
     with open(a.out, "w") as out:
         out.write("name,budget,seed,index\n")
         for b in (int(s) for s in a.budgets.split(",")):

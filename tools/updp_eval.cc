@@ -414,10 +414,13 @@ int main(int argc, char** argv) {
           const double inertia =
               torch::addmm(c.pow(2).sum(1).unsqueeze(0), u, c.t(), 1.0, -2.0)
                   .add_(u.pow(2).sum(1, true)).clamp_min_(0.0).amin(1).sum().item<double>();
+          int reseeded = 0;
+          for (const auto& st : r.stats) reseeded += st.empty_reseeded;
           std::cerr << absl::StrFormat(
-              "updp-eval: k-means B=%d seed=%d: %s, %d iterations%s, inertia %.2f, %.1f s\n", b, seed,
-              r.full ? "full" : "sampled", r.stats.back().iteration, r.converged ? " (converged)" : "",
-              inertia, r.stats.back().seconds);
+              "updp-eval: k-means B=%d seed=%d: %s, %d iterations%s, %d empty clusters reseeded, "
+              "inertia %.2f, %.1f s\n",
+              b, seed, r.full ? "full" : "sampled", r.stats.back().iteration,
+              r.converged ? " (converged)" : "", reseeded, inertia, r.stats.back().seconds);
         }
         torch::Tensor it = torch::tensor(idx);
         double a = ProbeAccuracy(ptr.index_select(0, it), ytr.index_select(0, it), pte, yte, classes);
