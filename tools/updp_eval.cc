@@ -3,6 +3,11 @@
 // probe (multinomial logistic regression) on the picks only, report test accuracy
 // (mean +- std over seeds) as a Markdown table and CSV.
 //
+// --external_picks FILE adds picks made elsewhere (e.g. scikit-learn's k-means,
+// bench/sklearn_kmeans_picks.py), scored by the same probe. The --kmeans_* flags set the
+// clustering of kmeans, typiclust, usl and probcover (e.g. --kmeans_full_max_work 0: the
+// sampled mode).
+//
 // Features come from one of:
 //   --train_features F.npy --train_labels L.npy --test_features F.npy --test_labels L.npy
 //       [--select_features F.npy]   (train features the "updp" strategy selects on)
@@ -10,6 +15,8 @@
 //   --fashion_mnist --model_dir DIR BLIP-2 image features of Fashion-MNIST; a UP-DP prompt
 //       is learned on the train images (no labels) and "updp" selects on its prompted
 //       features. With the real Salesforce/blip2-itm-vit-g this is the decisive run.
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -17,11 +24,19 @@
 #include <iostream>
 #include <map>
 #include <random>
+#include <utility>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "server/model/blip2_model.h"
 #include "server/model/encoder.h"
 #include "server/model/image_preprocess.h"
@@ -59,6 +74,26 @@ ABSL_FLAG(double, probcover_purity, 0.95, "ProbCover purity target for choosing 
 ABSL_FLAG(int, probcover_clusters, 0, "ProbCover pseudo-label clusters (0 = budget)");
 ABSL_FLAG(std::string, csv, "", "write per-run rows here");
 ABSL_FLAG(std::string, save_features, "", "folder to save the computed features as .npy");
+ABSL_FLAG(std::string, external_picks, "",
+          "CSV of picks made elsewhere, rows name,budget,seed,index (index: a train row; a "
+          "header line is skipped): each name is scored as a strategy with the same probe");
+ABSL_FLAG(std::string, name_suffix, "",
+          "appended to the built-in strategies' names in the table and CSV (e.g. -sampled)");
+ABSL_FLAG(double, kmeans_full_max_work, updp::select::KMeansParameters().full_max_work,
+          "k-means runs on every row to convergence when N*K*D <= this (0: always the sampled "
+          "mode)");
+ABSL_FLAG(double, kmeans_tolerance, updp::select::KMeansParameters().tolerance,
+          "full mode: stop when the relative change of the inertia is below this");
+ABSL_FLAG(int, kmeans_max_iterations, updp::select::KMeansParameters().max_iterations,
+          "full mode: iteration cap");
+ABSL_FLAG(int64_t, kmeans_full_init_max_points, updp::select::KMeansParameters().full_init_max_points,
+          "full mode: rows the k-means++ seeding samples");
+ABSL_FLAG(bool, kmeans_report, false,
+          "for each budget and seed also train k-means (B clusters, the --kmeans_* settings) "
+          "on the selection features and print its inertia and iterations to stderr");
+ABSL_FLAG(int, kmeans_init_points_per_centroid,
+          updp::select::KMeansParameters().init_points_per_centroid,
+          "sampled mode: k-means++ seeding sample per centroid");
 
 namespace {
 
@@ -77,6 +112,49 @@ torch::Tensor Load(const std::string& path, torch::ScalarType t) {
 }
 
 torch::Tensor Normalize(const torch::Tensor& x) { return F::normalize(x, F::NormalizeFuncOptions().dim(1)); }
+
+// Picks keyed by (budget, seed), per external strategy name in file order.
+struct ExternalPicks {
+  std::vector<std::string> names;
+  std::map<std::string, std::map<std::pair<int64_t, int>, std::vector<int64_t>>> picks;
+};
+
+absl::StatusOr<ExternalPicks> ReadExternalPicks(const std::string& path, int64_t rows) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(path + ": cannot open");
+  ExternalPicks out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const std::string where = absl::StrFormat("%s:%d: ", path, n);
+    line = std::string(absl::StripAsciiWhitespace(line));
+    if (line.empty() || (n == 1 && absl::StartsWith(line, "name,"))) continue;
+    std::vector<std::string> f = absl::StrSplit(line, ',');
+    int64_t budget, index;
+    int seed;
+    if (f.size() != 4 || f[0].empty() || !absl::SimpleAtoi(f[1], &budget) ||
+        !absl::SimpleAtoi(f[2], &seed) || !absl::SimpleAtoi(f[3], &index)) {
+      return absl::InvalidArgumentError(where + "expected name,budget,seed,index");
+    }
+    if (index < 0 || index >= rows) {
+      return absl::InvalidArgumentError(where + absl::StrFormat("index %d outside the %d train rows", index, rows));
+    }
+    if (!out.picks.count(f[0])) out.names.push_back(f[0]);
+    out.picks[f[0]][{budget, seed}].push_back(index);
+  }
+  for (auto& [name, cells] : out.picks) {
+    for (auto& [key, idx] : cells) {
+      std::vector<int64_t> sorted = idx;
+      std::sort(sorted.begin(), sorted.end());
+      if (static_cast<int64_t>(idx.size()) != key.first ||
+          std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
+        return absl::InvalidArgumentError(absl::StrFormat(
+            "%s: %s budget %d seed %d: %d picks, expected %d distinct rows", path, name, key.first,
+            key.second, idx.size(), key.first));
+      }
+    }
+  }
+  return out;
+}
 
 // Multinomial logistic regression on the picks: full-batch L-BFGS with a small L2.
 double ProbeAccuracy(const torch::Tensor& xtr, const torch::Tensor& ytr, const torch::Tensor& xte,
@@ -260,48 +338,101 @@ int main(int argc, char** argv) {
   if (xsel.defined() && std::find(strategies.begin(), strategies.end(), "updp") == strategies.end()) {
     strategies.push_back("updp");
   }
+  ExternalPicks external;
+  if (!absl::GetFlag(FLAGS_external_picks).empty()) {
+    auto e = ReadExternalPicks(absl::GetFlag(FLAGS_external_picks), xtr.size(0));
+    if (!e.ok()) Die(std::string(e.status().message()));
+    external = *std::move(e);
+  }
+  updp::select::KMeansParameters km;
+  km.full_max_work = absl::GetFlag(FLAGS_kmeans_full_max_work);
+  km.tolerance = absl::GetFlag(FLAGS_kmeans_tolerance);
+  km.max_iterations = absl::GetFlag(FLAGS_kmeans_max_iterations);
+  km.full_init_max_points = absl::GetFlag(FLAGS_kmeans_full_init_max_points);
+  km.init_points_per_centroid = absl::GetFlag(FLAGS_kmeans_init_points_per_centroid);
   std::ofstream csv;
   if (!absl::GetFlag(FLAGS_csv).empty()) {
     csv.open(absl::GetFlag(FLAGS_csv));
     csv << "strategy,budget,seed,accuracy,seconds\n";
   }
-  std::printf("Features: %s. Train %lld x %lld, test %lld, %lld classes, %d seeds.\n\n",
+  std::printf("Features: %s. Train %lld x %lld, test %lld, %lld classes, %d seeds.\n",
               source.c_str(), static_cast<long long>(xtr.size(0)), static_cast<long long>(xtr.size(1)),
               static_cast<long long>(xte.size(0)), static_cast<long long>(classes), absl::GetFlag(FLAGS_seeds));
+  std::printf("k-means: every row to convergence (tolerance %g, at most %d iterations, seeding on "
+              "%lld rows) when N*K*D <= %g, else %d iterations on %d rows per centroid.\n\n",
+              km.tolerance, km.max_iterations, static_cast<long long>(km.full_init_max_points),
+              km.full_max_work, km.niter, km.max_points_per_centroid);
   std::vector<std::string> budgets = absl::GetFlag(FLAGS_budgets);
   std::string rule = "|---|";
   for (size_t i = 0; i < budgets.size(); ++i) rule += "---|";
   std::printf("| strategy \\ budget | %s |\n%s\n", absl::StrJoin(budgets, " | ").c_str(), rule.c_str());
-  for (const auto& s : strategies) {
+  // Built-in strategies first, then the external ones (is_external).
+  std::vector<std::pair<std::string, bool>> rows;
+  for (const auto& s : strategies) rows.push_back({s, false});
+  for (const auto& s : external.names) rows.push_back({s, true});
+  for (const auto& [s, is_external] : rows) {
+    const std::string name = is_external ? s : s + absl::GetFlag(FLAGS_name_suffix);
     std::vector<std::string> cells;
     for (const auto& bs : budgets) {
       const int64_t b = std::stoll(bs);
       std::vector<double> acc;
       for (int seed = 0; seed < absl::GetFlag(FLAGS_seeds); ++seed) {
-        updp::select::SelectOptions o;
-        o.strategy = s == "updp" ? "kmeans" : s;
-        o.budget = b;
-        o.seed = static_cast<uint64_t>(seed);
-        o.probcover.purity = absl::GetFlag(FLAGS_probcover_purity);
-        o.probcover.clusters = absl::GetFlag(FLAGS_probcover_clusters);
-        if (s == "updp" && !xsel.defined()) Die("updp needs --select_features or --model_dir");
-        auto t0 = std::chrono::steady_clock::now();
-        auto picks = updp::select::Select(s == "updp" ? xsel : xtr, o);
-        double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (!picks.ok()) Die(std::string(picks.status().message()));
         std::vector<int64_t> idx;
-        for (auto& p : *picks) idx.push_back(p.index);
+        std::string secs;  // empty for external picks: not timed here
+        if (is_external) {
+          const auto& cells_of = external.picks.at(s);
+          auto it = cells_of.find({b, seed});
+          if (it == cells_of.end()) {
+            Die(absl::StrFormat("%s has no picks for budget %d seed %d", s, b, seed));
+          }
+          idx = it->second;
+        } else {
+          updp::select::SelectOptions o;
+          o.strategy = s == "updp" ? "kmeans" : s;
+          o.budget = b;
+          o.seed = static_cast<uint64_t>(seed);
+          o.kmeans = km;
+          o.probcover.purity = absl::GetFlag(FLAGS_probcover_purity);
+          o.probcover.clusters = absl::GetFlag(FLAGS_probcover_clusters);
+          if (s == "updp" && !xsel.defined()) Die("updp needs --select_features or --model_dir");
+          auto t0 = std::chrono::steady_clock::now();
+          auto picks = updp::select::Select(s == "updp" ? xsel : xtr, o);
+          secs = absl::StrCat(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+          if (!picks.ok()) Die(std::string(picks.status().message()));
+          for (auto& p : *picks) idx.push_back(p.index);
+        }
+        if (!is_external && s == "kmeans" && absl::GetFlag(FLAGS_kmeans_report)) {
+          // The clustering behind the picks, measured as scikit-learn reports it (its
+          // seed stream differs from the one Select draws, so it is a like-for-like
+          // sample, not the same run).
+          auto x = updp::select::FeatureSource::FromTensor(xtr, /*normalize=*/true);
+          updp::select::ThreadPool pool(0);
+          auto r = updp::select::TrainKMeans(*x, b, km, static_cast<uint64_t>(seed), pool);
+          // Inertia of the final centroids over every row (sampled mode trains on a sample).
+          const torch::Tensor u = Normalize(xtr).to(torch::kFloat64);
+          const torch::Tensor c = r.centroids.to(torch::kFloat64);
+          const double inertia =
+              torch::addmm(c.pow(2).sum(1).unsqueeze(0), u, c.t(), 1.0, -2.0)
+                  .add_(u.pow(2).sum(1, true)).clamp_min_(0.0).amin(1).sum().item<double>();
+          int reseeded = 0;
+          for (const auto& st : r.stats) reseeded += st.empty_reseeded;
+          std::cerr << absl::StrFormat(
+              "updp-eval: k-means B=%d seed=%d: %s, %d iterations%s, %d empty clusters reseeded, "
+              "inertia %.2f, %.1f s\n",
+              b, seed, r.full ? "full" : "sampled", r.stats.back().iteration,
+              r.converged ? " (converged)" : "", reseeded, inertia, r.stats.back().seconds);
+        }
         torch::Tensor it = torch::tensor(idx);
         double a = ProbeAccuracy(ptr.index_select(0, it), ytr.index_select(0, it), pte, yte, classes);
         acc.push_back(a);
-        if (csv.is_open()) csv << s << "," << b << "," << seed << "," << a << "," << secs << std::endl;
+        if (csv.is_open()) csv << name << "," << b << "," << seed << "," << a << "," << secs << std::endl;
       }
       double mean = 0, var = 0;
       for (double a : acc) mean += a / acc.size();
       for (double a : acc) var += (a - mean) * (a - mean) / std::max<size_t>(1, acc.size() - 1);
       cells.push_back(absl::StrFormat("%.1f ± %.1f", 100 * mean, 100 * std::sqrt(var)));
     }
-    std::printf("| %s | %s |\n", s.c_str(), absl::StrJoin(cells, " | ").c_str());
+    std::printf("| %s | %s |\n", name.c_str(), absl::StrJoin(cells, " | ").c_str());
     std::fflush(stdout);
   }
   return 0;
