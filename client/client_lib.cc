@@ -32,7 +32,14 @@ std::string JobLine(const v1::Job& j) {
 }
 
 std::string ProgressBar(const v1::Progress& p, int width) {
-  const double f = p.total() > 0 ? std::clamp(static_cast<double>(p.done()) / p.total(), 0.0, 1.0) : 0.0;
+  if (p.total() <= 0) {  // a count whose total is not known yet (files found so far)
+    std::string s = absl::StrFormat("[%s]       %lld", std::string(width, ' '),
+                                    static_cast<long long>(p.done()));
+    if (p.rate() > 0) absl::StrAppend(&s, absl::StrFormat("  %.1f/s", p.rate()));
+    if (!p.stage().empty()) absl::StrAppend(&s, "  ", p.stage());
+    return s;
+  }
+  const double f = std::clamp(static_cast<double>(p.done()) / p.total(), 0.0, 1.0);
   const int fill = static_cast<int>(std::lround(f * width));
   std::string bar = "[" + std::string(fill, '#') + std::string(width - fill, '-') + "]";
   std::string s = absl::StrFormat("%s %3d%%  %lld/%lld", bar, static_cast<int>(f * 100),

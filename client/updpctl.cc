@@ -2,6 +2,7 @@
 //
 //   updpctl [--addr HOST:PORT] COMMAND ...      (default $UPDP_ADDR or localhost:50051)
 //   dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
+//                    [--async]
 //   dataset list | show NAME | delete NAME
 //   embed DATASET [--batch-size N] [--wait]
 //   prompt learn DATASET --name P [--epochs N] [--clusters K] [--budget B] [--context M]
@@ -36,6 +37,7 @@ using namespace updp;
 
 constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
   dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
+                   [--async]   (progress on stderr; --async: print the job id and return)
   dataset list | show NAME | delete NAME
   embed DATASET [--batch-size N] [--wait]
   prompt learn DATASET --name P [--epochs N] [--clusters K] [--budget B] [--context M]
@@ -59,7 +61,7 @@ std::string Usage() {
   return u;
 }
 
-const std::set<std::string> kBoolFlags = {"wait", "help"};
+const std::set<std::string> kBoolFlags = {"wait", "help", "async"};
 
 struct Args {
   std::vector<std::string> pos;
@@ -194,11 +196,18 @@ class Cli {
         req.mutable_embeddings()->set_path(a.Get("embeddings"));
         req.mutable_embeddings()->set_ids_path(a.Get("ids"));
       }
+      // Always queued at once; without --async the REGISTER job is followed here, so
+      // that its progress shows (the server's synchronous form would only answer at
+      // the end).
+      req.set_async(true);
       v1::Dataset d;
       auto s = stub_->RegisterDataset(&ctx, req, &d);
       if (!s.ok()) return Fail(s);
-      PrintDataset(d);
-      return 0;
+      if (a.Has("async")) {
+        std::cout << d.registration_job_id() << "\n";
+        return 0;
+      }
+      return FollowRegistration(d);
     }
     if (sub == "list") {
       v1::ListDatasetsResponse r;
@@ -229,6 +238,33 @@ class Cli {
       return 0;
     }
     Die("unknown dataset subcommand '" + sub + "'");
+  }
+
+  // Shows the REGISTER job's progress on stderr (a bar on a terminal, else a line per
+  // update) and prints the READY dataset, or fails with the job's status.
+  int FollowRegistration(const v1::Dataset& registering) {
+    v1::Job last;
+    grpc::Status s = client::Watch(stub_.get(), registering.registration_job_id(),
+                                   isatty(STDERR_FILENO), std::cerr, &last);
+    if (!s.ok()) return Fail(s);
+    if (last.state() == v1::FAILED) {
+      const int code = last.error_code() > 0 && last.error_code() <= 16 ? last.error_code() : 2;
+      return Fail(grpc::Status(static_cast<grpc::StatusCode>(code), last.error()));
+    }
+    if (last.state() != v1::SUCCEEDED) {
+      std::cerr << "updpctl: job " << last.job_id() << " ended " << client::StateName(last.state())
+                << (last.progress().message().empty() ? "" : ": " + last.progress().message())
+                << "\n";
+      return 1;
+    }
+    grpc::ClientContext ctx;
+    v1::GetDatasetRequest req;
+    req.set_name(registering.name());
+    v1::Dataset d;
+    s = stub_->GetDataset(&ctx, req, &d);
+    if (!s.ok()) return Fail(s);
+    PrintDataset(d);
+    return 0;
   }
 
   int Embed(const Args& a) {

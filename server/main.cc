@@ -43,6 +43,8 @@ ABSL_FLAG(std::vector<std::string>, allowed_roots, {},
           "comma-separated directories that dataset paths must resolve into");
 ABSL_FLAG(int, queue_capacity, 64, "maximum queued jobs (RESOURCE_EXHAUSTED beyond)");
 ABSL_FLAG(int, cpu_jobs, 1, "selection jobs running at once");
+ABSL_FLAG(int, register_jobs, 2,
+          "dataset registrations (REGISTER jobs) running at once, on their own executors");
 ABSL_FLAG(int, cpu_threads, 0,
           "threads a selection computes on (its thread pool and LibTorch's intra-op "
           "threads; 0 = one per core)");
@@ -98,6 +100,7 @@ int main(int argc, char** argv) {
   o.allowed_roots = absl::GetFlag(FLAGS_allowed_roots);
   o.queue_capacity = absl::GetFlag(FLAGS_queue_capacity);
   o.cpu_jobs = absl::GetFlag(FLAGS_cpu_jobs);
+  o.register_jobs = absl::GetFlag(FLAGS_register_jobs);
   o.cpu_threads = absl::GetFlag(FLAGS_cpu_threads);
   o.embed_batch_size = absl::GetFlag(FLAGS_batch_size);
   o.chunk_size = absl::GetFlag(FLAGS_chunk_size);

@@ -15,6 +15,8 @@ absl::StatusOr<std::unique_ptr<App>> App::Start(const core::ServerOptions& optio
   a->engine_->RegisterJobs(a->core_->jobs());
   if (app_options.progress_hook) a->core_->jobs().SetProgressHookForTest(app_options.progress_hook);
   a->core_->SetEngine(a->engine_.get());
+  // Registrations need no model: they run while it loads.
+  a->core_->StartRegistrations();
   auto server = rpc::UpdpServer::Start(a->core_.get(), address, app_options.rpc);
   if (!server.ok()) return server.status();
   a->server_ = std::move(*server);

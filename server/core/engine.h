@@ -5,6 +5,7 @@
 #define UPDP_SERVER_CORE_ENGINE_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,10 +36,12 @@ class Engine {
   // is stored as float32) and streams them into feature chunks of at most
   // options().import_chunk_rows rows under `dir`. `expected_rows` >= 0 (the ids file's
   // length) is checked against N before anything is written. Returns the chunks in
-  // row order.
-  virtual absl::StatusOr<std::vector<FeatureChunk>> ImportEmbeddings(const std::string& npy_path,
-                                                                     const std::string& dir,
-                                                                     int64_t expected_rows) = 0;
+  // row order. `progress` gets the rows copied so far and N; returning false stops the
+  // import (CANCELLED, no chunk left behind).
+  using ImportProgress = std::function<bool(int64_t done, int64_t total)>;
+  virtual absl::StatusOr<std::vector<FeatureChunk>> ImportEmbeddings(
+      const std::string& npy_path, const std::string& dir, int64_t expected_rows,
+      const ImportProgress& progress) = 0;
 };
 
 }  // namespace updp::core

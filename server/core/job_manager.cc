@@ -56,6 +56,19 @@ class JobManager::Context : public JobContext {
   const JobInfo job_;
 };
 
+namespace {
+
+// What a stopped job's message says became of its work: by default ResumeJob continues
+// it; a body that cannot be resumed says why in its CANCELLED status.
+std::string StopMessage(const char* what, const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kCancelled && status.message() != JobStopped().message()) {
+    return absl::StrCat(what, "; ", CleanErrorText(status.message()));
+  }
+  return absl::StrCat(what, "; ResumeJob continues from the last checkpoint");
+}
+
+}  // namespace
+
 JobManager::JobManager(Store* store, Metrics* metrics, JobManagerOptions options)
     : store_(store), metrics_(metrics), options_(options) {}
 
@@ -78,34 +91,42 @@ size_t JobManager::DepthLocked() const {
   return n;
 }
 
-void JobManager::Start() {
+void JobManager::Start(std::vector<Lane> lanes) {
   {
     std::lock_guard<std::mutex> l(mu_);
-    if (started_ || stopping_) return;
-    started_ = true;
-    // Jobs one by one: a row that cannot be read is reported and skipped, it does not
-    // strand the others.
-    auto queued = store_->JobIdsInState(JobState::kQueued);
-    if (!queued.ok()) {
-      std::cerr << "updp-server: cannot list queued jobs: " << queued.status() << "\n";
-    } else {
-      for (const auto& id : *queued) {  // oldest first
-        auto j = store_->GetJob(id);
-        if (!j.ok()) {
-          std::cerr << "updp-server: queued job " << id << " not started: " << j.status() << "\n";
-        } else if (kinds_.count(j->kind)) {
-          lanes_[LaneOf(*j)].queue.push_back(id);
-        }
-      }
-    }
-    lanes_[Lane::kDevice].threads.emplace_back([this] { Worker(Lane::kDevice); });
-    for (int i = 0; i < std::max(1, options_.cpu_jobs); ++i) {
-      lanes_[Lane::kCpu].threads.emplace_back([this] { Worker(Lane::kCpu); });
+    if (stopping_) return;
+    if (!started_) RebuildQueueLocked();
+    for (Lane lane : lanes) {
+      auto& threads = lanes_[lane].threads;
+      if (!threads.empty()) continue;  // started by an earlier call
+      const int n = lane == Lane::kDevice ? 1
+                    : lane == Lane::kCpu  ? std::max(1, options_.cpu_jobs)
+                                          : std::max(1, options_.register_jobs);
+      for (int i = 0; i < n; ++i) threads.emplace_back([this, lane] { Worker(lane); });
     }
     if (metrics_) metrics_->queue_depth->Set(static_cast<double>(DepthLocked()));
   }
   cv_.notify_all();
   UpdateStateMetrics();
+}
+
+void JobManager::RebuildQueueLocked() {
+  started_ = true;
+  // Jobs one by one: a row that cannot be read is reported and skipped, it does not
+  // strand the others.
+  auto queued = store_->JobIdsInState(JobState::kQueued);
+  if (!queued.ok()) {
+    std::cerr << "updp-server: cannot list queued jobs: " << queued.status() << "\n";
+    return;
+  }
+  for (const auto& id : *queued) {  // oldest first
+    auto j = store_->GetJob(id);
+    if (!j.ok()) {
+      std::cerr << "updp-server: queued job " << id << " not started: " << j.status() << "\n";
+    } else if (kinds_.count(j->kind)) {
+      lanes_[LaneOf(*j)].queue.push_back(id);
+    }
+  }
 }
 
 int JobManager::QueueDepth() {
@@ -317,13 +338,14 @@ void JobManager::Run(std::shared_ptr<Running> r) {
     done.state = JobState::kSucceeded;
   } else if (stopped && reason == StopReason::kShutdown) {
     done.state = JobState::kInterrupted;
-    done.progress.message = "server stopped; ResumeJob continues from the last checkpoint";
+    done.progress.message = StopMessage("server stopped", status);
   } else if (stopped) {
     done.state = JobState::kCancelled;
-    done.progress.message = "cancelled; ResumeJob continues from the last checkpoint";
+    done.progress.message = StopMessage("cancelled", status);
   } else {
     done.state = JobState::kFailed;
     done.error = CleanErrorText(status.message());
+    done.error_code = static_cast<int>(status.code());
   }
   done.finished_ms = NowMs();
   {
@@ -358,7 +380,7 @@ void JobManager::UpdateStateMetrics() {
   if (!metrics_) return;
   auto counts = store_->CountActiveJobs();
   if (!counts.ok()) return;
-  for (JobKind k : {JobKind::kEmbed, JobKind::kLearnPrompt, JobKind::kSelect}) {
+  for (JobKind k : {JobKind::kEmbed, JobKind::kLearnPrompt, JobKind::kSelect, JobKind::kRegister}) {
     for (JobState s : {JobState::kQueued, JobState::kRunning}) {
       int n = 0;
       for (const auto& [ck, cs, cn] : *counts) {
@@ -370,6 +392,14 @@ void JobManager::UpdateStateMetrics() {
 }
 
 absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& id, Watcher w) {
+  return AddWatcher(id, std::move(w), /*final_only=*/false);
+}
+
+absl::StatusOr<int64_t> JobManager::WhenDone(const std::string& id, Watcher w) {
+  return AddWatcher(id, std::move(w), /*final_only=*/true);
+}
+
+absl::StatusOr<int64_t> JobManager::AddWatcher(const std::string& id, Watcher w, bool final_only) {
   std::lock_guard<std::mutex> l(watch_mu_);
   // The snapshot and its version are read together under mu_: every later change has a
   // higher version, and anything published late with a lower one is dropped.
@@ -380,8 +410,12 @@ absl::StatusOr<int64_t> JobManager::Subscribe(const std::string& id, Watcher w) 
   }
   if (!now.ok()) return now.status();
   int64_t token = next_token_++;
-  watchers_[token] = WatcherEntry{id, w, now->version};
-  w(*now);
+  if (final_only && IsTerminal(now->state)) {
+    w(*now);
+    return token;
+  }
+  watchers_[token] = WatcherEntry{id, w, now->version, final_only};
+  if (!final_only) w(*now);
   return token;
 }
 
@@ -392,10 +426,15 @@ void JobManager::Unsubscribe(int64_t token) {
 
 void JobManager::Publish(const JobInfo& j) {
   std::lock_guard<std::mutex> l(watch_mu_);
-  for (auto& [token, w] : watchers_) {
-    if (w.job_id != j.id || j.version <= w.seen) continue;
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    WatcherEntry& w = it->second;
+    if (w.job_id != j.id || j.version <= w.seen || (w.final_only && !IsTerminal(j.state))) {
+      ++it;
+      continue;
+    }
     w.seen = j.version;
     w.fn(j);
+    it = w.final_only ? watchers_.erase(it) : std::next(it);
   }
 }
 

@@ -1,5 +1,6 @@
 // The job system: a bounded queue, one device executor (owns the model: EMBED and
-// LEARN_PROMPT run there one at a time) and a CPU pool (SELECT), cancellation that
+// LEARN_PROMPT run there one at a time), a CPU pool (SELECT) and a registration pool
+// (REGISTER: file listing and store writes), cancellation that
 // reaches a running loop through JobContext::Cancelled(), and progress fan-out to
 // any number of watchers that never blocks the worker.
 //
@@ -49,16 +50,21 @@ class JobContext {
 // Runs one job kind. OK means the work is complete (SUCCEEDED, even if a stop was
 // requested meanwhile: the result is kept). A body that stops early at a checkpoint
 // because JobContext::Cancelled() returns JobStopped(); the job then becomes CANCELLED
-// or INTERRUPTED (by why it was asked to stop). Any other error means FAILED.
+// or INTERRUPTED (by why it was asked to stop). Any other error means FAILED (the
+// status code is kept with the error). A body whose stopped work cannot be resumed says
+// what became of it in its own CANCELLED message instead of JobStopped()'s.
 using JobFn = std::function<absl::Status(JobContext&)>;
 
 inline absl::Status JobStopped() { return absl::CancelledError("stopped at a checkpoint"); }
 
-enum class Lane { kDevice, kCpu };
+// kIo runs registrations: they read directories and files and write the store, and
+// must neither wait behind a long selection or embedding nor hold one up.
+enum class Lane { kDevice, kCpu, kIo };
 
 struct JobManagerOptions {
   int queue_capacity = 64;
-  int cpu_jobs = 1;  // CPU-lane jobs (selections) running at once
+  int cpu_jobs = 1;       // CPU-lane jobs (selections) running at once
+  int register_jobs = 2;  // I/O-lane jobs (registrations) running at once
   int64_t progress_interval_ms = 200;
 };
 
@@ -76,9 +82,10 @@ class JobManager {
   void RegisterKind(JobKind kind, Lane lane, JobFn fn);
   void RegisterKind(JobKind kind, LaneFn lane, JobFn fn);
   bool HasKind(JobKind kind) const { return kinds_.count(kind) > 0; }
-  // Starts the executors. The queue is rebuilt from the store's QUEUED jobs (oldest
-  // first), which covers jobs left by a previous run and jobs submitted before Start.
-  void Start();
+  // Starts the executors of `lanes` (the others can be started by a later call). The
+  // first call rebuilds the queue from the store's QUEUED jobs (oldest first), which
+  // covers jobs left by a previous run and jobs submitted before it.
+  void Start(std::vector<Lane> lanes = {Lane::kDevice, Lane::kCpu, Lane::kIo});
 
   // Creates and queues a job (see Store::CreateJob). RESOURCE_EXHAUSTED when the
   // queue is full, UNAVAILABLE while draining.
@@ -101,6 +108,10 @@ class JobManager {
   // every published change, from the worker thread (it must not block). Returns a
   // token for Unsubscribe; after Unsubscribe returns, `w` is never called again.
   absl::StatusOr<int64_t> Subscribe(const std::string& id, Watcher w);
+  // Calls `w` once, with the job in its final state: at once on this thread when the
+  // job has already ended, else from the worker after its final transition (it must
+  // not block). Unsubscribe(token) cancels it.
+  absl::StatusOr<int64_t> WhenDone(const std::string& id, Watcher w);
   void Unsubscribe(int64_t token);
 
   // Graceful stop: refuse new jobs, ask running jobs to stop at their next
@@ -125,6 +136,8 @@ class JobManager {
   };
 
   void Worker(Lane lane);
+  // Under mu_: queues the store's QUEUED jobs (once, at the first Start).
+  void RebuildQueueLocked();
   // Under mu_: the job with the version of its last change (live if running).
   absl::StatusOr<JobInfo> GetLocked(const std::string& id);
   int64_t NextVersion() { return next_version_.fetch_add(1) + 1; }
@@ -147,7 +160,7 @@ class JobManager {
   std::condition_variable cv_;
   std::condition_variable idle_cv_;
   bool stopping_ = false;
-  bool started_ = false;
+  bool started_ = false;  // the queue was rebuilt from the store
   std::map<Lane, LaneState> lanes_;
   std::map<std::string, std::shared_ptr<Running>> running_;
   std::map<std::string, int64_t> versions_;  // last state change per job (under mu_)
@@ -157,8 +170,10 @@ class JobManager {
   struct WatcherEntry {
     std::string job_id;
     Watcher fn;
-    int64_t seen = 0;  // highest version delivered
+    int64_t seen = 0;         // highest version delivered
+    bool final_only = false;  // WhenDone: only the final state, then removed
   };
+  absl::StatusOr<int64_t> AddWatcher(const std::string& id, Watcher w, bool final_only);
   std::mutex watch_mu_;
   int64_t next_token_ = 1;
   std::map<int64_t, WatcherEntry> watchers_;

@@ -16,15 +16,42 @@ const char* JobKindName(JobKind k) {
       return "LEARN_PROMPT";
     case JobKind::kSelect:
       return "SELECT";
+    case JobKind::kRegister:
+      return "REGISTER";
     default:
       return "UNSPECIFIED";
   }
 }
 
+const char* SourceKindName(SourceKind k) {
+  switch (k) {
+    case SourceKind::kImages:
+      return "images";
+    case SourceKind::kManifest:
+      return "manifest";
+    case SourceKind::kEmbeddings:
+      return "embeddings";
+    default:
+      return "unspecified";
+  }
+}
+
+namespace {
+
+SourceKind SourceKindFromName(const std::string& name) {
+  for (SourceKind k : {SourceKind::kImages, SourceKind::kManifest, SourceKind::kEmbeddings}) {
+    if (name == SourceKindName(k)) return k;
+  }
+  return SourceKind::kUnspecified;
+}
+
+}  // namespace
+
 JobKind KindOf(const JobParams& p) {
   if (std::holds_alternative<EmbedParams>(p)) return JobKind::kEmbed;
   if (std::holds_alternative<LearnPromptParams>(p)) return JobKind::kLearnPrompt;
   if (std::holds_alternative<SelectParams>(p)) return JobKind::kSelect;
+  if (std::holds_alternative<RegisterParams>(p)) return JobKind::kRegister;
   return JobKind::kUnspecified;
 }
 
@@ -48,6 +75,11 @@ std::string ParamsToJson(const JobParams& p) {
     j = {{"strategy", s->strategy}, {"budget", s->budget}, {"seed", s->seed},
          {"features", s->features}, {"prompt", s->prompt}, {"labeled_ids", s->labeled_ids},
          {"rule", s->rule}};
+  } else if (auto* r = std::get_if<RegisterParams>(&p)) {
+    j = {{"source", SourceKindName(r->source_kind)},
+         {"path", r->path},
+         {"ids_path", r->ids_path},
+         {"chunk_size", r->chunk_size}};
   }
   // Replace invalid UTF-8 (ids are client strings) instead of throwing.
   return j.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -93,6 +125,14 @@ absl::StatusOr<JobParams> ParamsFromJson(JobKind kind, const std::string& text) 
         s.labeled_ids = j.value("labeled_ids", s.labeled_ids);
         s.rule = j.value("rule", s.rule);
         return JobParams(s);
+      }
+      case JobKind::kRegister: {
+        RegisterParams r;
+        r.source_kind = SourceKindFromName(j.value("source", std::string()));
+        r.path = j.value("path", r.path);
+        r.ids_path = j.value("ids_path", r.ids_path);
+        r.chunk_size = j.value("chunk_size", r.chunk_size);
+        return JobParams(r);
       }
       default:
         break;

@@ -12,7 +12,7 @@
 
 namespace updp::core {
 
-enum class JobKind { kUnspecified = 0, kEmbed = 1, kLearnPrompt = 2, kSelect = 3 };
+enum class JobKind { kUnspecified = 0, kEmbed = 1, kLearnPrompt = 2, kSelect = 3, kRegister = 4 };
 const char* JobKindName(JobKind k);
 
 struct EmbedParams {
@@ -44,7 +44,19 @@ struct SelectParams {
   std::string rule = "kmeans";  // updp: kmeans | cluster-head
 };
 
-using JobParams = std::variant<std::monostate, EmbedParams, LearnPromptParams, SelectParams>;
+// Where a dataset is registered from (the job's dataset is the name it reserves).
+enum class SourceKind { kUnspecified = 0, kImages = 1, kManifest = 2, kEmbeddings = 3 };
+const char* SourceKindName(SourceKind k);
+
+struct RegisterParams {
+  SourceKind source_kind = SourceKind::kUnspecified;
+  std::string path;           // as requested (the job resolves it again when it runs)
+  std::string ids_path;       // embeddings only, optional
+  int64_t chunk_size = 1024;  // items per feature chunk, fixed at registration
+};
+
+using JobParams =
+    std::variant<std::monostate, EmbedParams, LearnPromptParams, SelectParams, RegisterParams>;
 
 JobKind KindOf(const JobParams& p);
 std::string ParamsToJson(const JobParams& p);

@@ -24,6 +24,17 @@ namespace {
 
 const std::set<std::string> kImageExtensions = {".jpg", ".jpeg", ".png", ".webp"};
 constexpr int64_t kMaxListFileBytes = int64_t{1} << 30;  // manifests and ids files
+constexpr int64_t kProgressEvery = 4096;                 // entries between progress calls
+
+// Reports every kProgressEvery-th entry (and the first and last); false to stop.
+bool Report(const ListProgress& progress, const char* stage, int64_t done, int64_t total) {
+  if (!progress || (done % kProgressEvery != 0 && done != total)) return true;
+  return progress(stage, done, total);
+}
+
+absl::Status Stopped(const char* field) {
+  return absl::CancelledError(absl::StrCat(field, ": listing stopped"));
+}
 
 // Adds items with unique, non-empty ids.
 class ItemAdder {
@@ -64,7 +75,8 @@ absl::StatusOr<std::string> ReadRequestFile(const std::string& field, const std:
   return text;
 }
 
-absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::string& path) {
+absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::string& path,
+                                            const ListProgress& progress) {
   auto root = paths.Resolve("images.path", path);
   if (!root.ok()) return root.status();
   std::error_code ec;
@@ -81,7 +93,11 @@ absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::
     std::error_code fec;
     if (!it->is_regular_file(fec)) continue;
     std::string ext = absl::AsciiStrToLower(it->path().extension().string());
-    if (kImageExtensions.count(ext)) files.push_back(it->path().string());
+    if (!kImageExtensions.count(ext)) continue;
+    files.push_back(it->path().string());
+    if (!Report(progress, "list", static_cast<int64_t>(files.size()), 0)) {
+      return Stopped("images.path");
+    }
   }
   if (ec) {
     return absl::InvalidArgumentError(
@@ -93,7 +109,11 @@ absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::
         absl::StrCat("images.path: no images (jpg, jpeg, png, webp) under ", Quote(path, 200)));
   }
   ItemAdder add(&list);
-  for (const auto& f : files) {
+  const auto total = static_cast<int64_t>(files.size());
+  if (!Report(progress, "check", 0, total)) return Stopped("images.path");
+  for (int64_t i = 0; i < total; ++i) {
+    const std::string& f = files[i];
+    if (!Report(progress, "check", i + 1, total)) return Stopped("images.path");
     // A symlink inside the tree may point outside the allowed roots.
     std::error_code fec;
     std::string canon = fs::weakly_canonical(f, fec).string();
@@ -107,7 +127,8 @@ absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::
   return list;
 }
 
-absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string& path) {
+absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string& path,
+                                      const ListProgress& progress) {
   auto manifest = paths.Resolve("manifest.path", path);
   if (!manifest.ok()) return manifest.status();
   auto text = ReadRequestFile("manifest.path", *manifest);
@@ -117,8 +138,11 @@ absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string
   ItemAdder add(&list);
   const fs::path base = fs::path(*manifest).parent_path();
   int64_t line_no = 0;
+  // Lines as StrSplit counts them (a last line without '\n' included).
+  const int64_t lines = static_cast<int64_t>(std::count(text->begin(), text->end(), '\n')) + 1;
   for (absl::string_view raw : absl::StrSplit(*text, '\n')) {
     ++line_no;
+    if (!Report(progress, "list", line_no, lines)) return Stopped("manifest.path");
     std::string line(absl::StripAsciiWhitespace(raw));
     if (line.empty() || line[0] == '#') continue;
     std::string id, p;

@@ -5,6 +5,7 @@
 #define UPDP_SERVER_CORE_REGISTRATION_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,13 +22,21 @@ struct ItemList {
   std::vector<FailedItemRow> failed;
 };
 
+// Called every few thousand entries of a listing with its stage, the entries done and
+// their total (0 while unknown); returning false stops the listing (CANCELLED).
+using ListProgress = std::function<bool(const char* stage, int64_t done, int64_t total)>;
+
 // Every jpg/jpeg/png/webp under `path` (recursively, sorted); ids are relative paths.
-// A file that resolves outside the allowed roots is listed as failed.
-absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::string& path);
+// A file that resolves outside the allowed roots is listed as failed. Progress: stage
+// "list" (files found), then "check" (files resolved, of all found).
+absl::StatusOr<ItemList> ScanImageDirectory(const PathPolicy& paths, const std::string& path,
+                                            const ListProgress& progress = nullptr);
 
 // One image path per line, or CSV `id,path` lines (optional header `id,path`).
 // Relative paths are relative to the manifest. A missing file is listed as failed.
-absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string& path);
+// Progress: stage "list" (lines read, of the file's lines).
+absl::StatusOr<ItemList> ReadManifest(const PathPolicy& paths, const std::string& path,
+                                      const ListProgress& progress = nullptr);
 
 // The ids of an embeddings source: the non-empty lines of its ids file (whitespace
 // stripped), in order. Kept as the file's text: ten million ids are not ten million

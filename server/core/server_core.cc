@@ -29,8 +29,6 @@ constexpr size_t kMaxLabeledIds = 1000000;
 // A ViT-g prompt (M = 64, K = 100,000 clusters) is ~330 MB in float32; a realistic one
 // (K <= 10,000) is under 40 MB.
 constexpr size_t kMaxPromptBytes = size_t{64} << 20;
-// Items of an embeddings source per AddItems call (one store transaction).
-constexpr size_t kItemBatch = 5000;
 
 }  // namespace
 
@@ -52,7 +50,13 @@ absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerOptio
   JobManagerOptions jo;
   jo.queue_capacity = options.queue_capacity;
   jo.cpu_jobs = options.cpu_jobs;
+  jo.register_jobs = options.register_jobs;
   c->jobs_ = std::make_unique<JobManager>(c->store_.get(), metrics, jo);
+  // Registrations read files and write the store: their own lane, so that they never
+  // wait behind a selection or an embedding (nor hold one up).
+  ServerCore* core = c.get();
+  c->jobs_->RegisterKind(JobKind::kRegister, Lane::kIo,
+                         [core](JobContext& ctx) { return core->RunRegistration(ctx); });
   return c;
 }
 
@@ -61,12 +65,42 @@ ServerCore::~ServerCore() {
   jobs_.reset();
 }
 
+absl::Status ServerCore::SettleInterruptedRegistrations() {
+  auto running = store_->JobIdsInState(JobState::kRunning);
+  if (!running.ok()) return running.status();
+  for (const auto& id : *running) {
+    auto job = store_->GetJob(id);
+    if (!job.ok() || job->kind != JobKind::kRegister) continue;  // marked INTERRUPTED below
+    JobInfo next = *job;
+    next.finished_ms = NowMs();
+    auto committed = store_->GetDataset(job->dataset);
+    if (committed.ok() && committed->registration_job_id == id) {
+      next.state = JobState::kSucceeded;  // stopped between its commit and its last write
+      next.progress.message = "committed before the server stopped";
+    } else {
+      next.state = JobState::kInterrupted;  // its dataset is rolled back in Recover
+      next.progress.message =
+          "server stopped during the registration; it was rolled back; register the dataset "
+          "again";
+    }
+    if (auto s = store_->Transition(id, JobState::kRunning, next.state, next); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
 absl::Status ServerCore::Recover() {
+  if (auto s = SettleInterruptedRegistrations(); !s.ok()) return s;
   auto interrupted = store_->MarkRunningInterrupted();
   if (!interrupted.ok()) return interrupted.status();
   auto unfinished = store_->UnfinishedDatasets();
   if (!unfinished.ok()) return unfinished.status();
-  for (const auto& [name, state] : *unfinished) {
+  for (const auto& [name, state, registration_job] : *unfinished) {
+    const bool registering = state == DatasetState::kRegistering;
+    if (registering && !registration_job.empty()) {
+      // A REGISTER job still QUEUED never ran: nothing to roll back, it runs after start.
+      auto job = store_->GetJob(registration_job);
+      if (job.ok() && job->state == JobState::kQueued) continue;
+    }
     auto ids = store_->JobIdsOf(name);
     if (!ids.ok()) return ids.status();
     // A file that cannot be removed now (permissions) must not keep the server down:
@@ -76,11 +110,14 @@ absl::Status ServerCore::Recover() {
       std::cerr << "updp-server: dataset '" << name << "': cleanup left for later: " << s << "\n";
       continue;
     }
-    if (auto s = store_->RemoveDataset(name); !s.ok()) return s;
+    // A rolled-back registration keeps its REGISTER job, to show how it ended.
+    if (auto s = store_->RemoveDataset(name, registering ? registration_job : ""); !s.ok()) {
+      return s;
+    }
     std::cerr << "updp-server: dataset '" << name
-              << "': " << (state == DatasetState::kRegistering ? "registration" : "deletion")
+              << "': " << (registering ? "registration" : "deletion")
               << " left unfinished by a stopped server was "
-              << (state == DatasetState::kRegistering ? "rolled back" : "completed") << "\n";
+              << (registering ? "rolled back" : "completed") << "\n";
   }
   // Prompt files written by a job or import that stopped before its commit.
   auto prompts = store_->ListPrompts();
@@ -99,6 +136,8 @@ absl::Status ServerCore::Recover() {
   }
   return absl::OkStatus();
 }
+
+void ServerCore::StartRegistrations() { jobs_->Start({Lane::kIo}); }
 
 void ServerCore::Start() { jobs_->Start(); }
 
@@ -140,112 +179,6 @@ absl::Status ServerCore::ModelAvailable() const {
 
 // ---------------------------------------------------------------------------
 // Datasets
-
-absl::StatusOr<DatasetInfo> ServerCore::RegisterDataset(const std::string& name, SourceKind kind,
-                                                        const std::string& path,
-                                                        const std::string& ids_path) {
-  if (auto s = ValidateName("name", name); !s.ok()) return s;
-  if (kind != SourceKind::kImages && kind != SourceKind::kManifest &&
-      kind != SourceKind::kEmbeddings) {
-    return absl::InvalidArgumentError("source: one of images, manifest or embeddings is required");
-  }
-  if (kind == SourceKind::kEmbeddings && !engine_) {
-    return absl::FailedPreconditionError("embeddings: no engine to import them");
-  }
-  DatasetInfo d;
-  d.name = name;
-  d.source_kind = kind;
-  d.source_path = path;
-  d.chunk_size = std::max(1, options_.chunk_size);
-  d.created_ms = NowMs();
-  // The reserved name is ours until commit or roll-back: no other call can create,
-  // use or delete files under it meanwhile.
-  if (auto s = store_->ReserveDataset(d); !s.ok()) return s;
-  absl::StatusOr<DatasetInfo> result;
-  try {
-    result = Register(name, kind, path, ids_path);
-  } catch (const std::exception& e) {  // e.g. an allocation failure: still roll back
-    result = absl::InternalError(absl::StrCat("registration failed: ", e.what()));
-  }
-  if (!result.ok()) {
-    auto files = RemoveDatasetFiles(name, {});
-    auto rows = store_->RemoveDataset(name);
-    if (!files.ok() || !rows.ok()) {
-      std::cerr << "updp-server: rolling back registration of '" << name
-                << "': " << (files.ok() ? rows : files) << " (finished at the next start)\n";
-    }
-  }
-  return result;
-}
-
-absl::StatusOr<DatasetInfo> ServerCore::Register(const std::string& name, SourceKind kind,
-                                                 const std::string& path,
-                                                 const std::string& ids_path) {
-  if (registration_hook_) registration_hook_(name);
-  if (kind == SourceKind::kEmbeddings) return RegisterEmbeddings(name, path, ids_path);
-  ItemList list;
-  if (kind == SourceKind::kImages) {
-    auto l = ScanImageDirectory(*paths_, path);
-    if (!l.ok()) return l.status();
-    list = std::move(*l);
-  } else {
-    auto l = ReadManifest(*paths_, path);
-    if (!l.ok()) return l.status();
-    list = std::move(*l);
-  }
-  if (auto s = store_->AddItems(name, list.items); !s.ok()) return s;
-  if (auto s =
-          store_->CommitDataset(name, list.source_path, static_cast<int64_t>(list.items.size()),
-                                list.failed, kUserEmbeddings, {});
-      !s.ok()) {
-    return s;
-  }
-  return store_->GetDataset(name);
-}
-
-absl::StatusOr<DatasetInfo> ServerCore::RegisterEmbeddings(const std::string& name,
-                                                           const std::string& path,
-                                                           const std::string& ids_path) {
-  auto npy = paths_->Resolve("embeddings.path", path);
-  if (!npy.ok()) return npy.status();
-  std::optional<IdsFile> ids;
-  if (!ids_path.empty()) {
-    auto read = IdsFile::Read(*paths_, ids_path);
-    if (!read.ok()) return read.status();
-    ids.emplace(std::move(*read));
-  }
-  auto dir = FeatureDir(name, kUserEmbeddings);
-  if (!dir.ok()) return dir.status();
-  std::error_code ec;
-  fs::create_directories(*dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create '", *dir, "': ", ec.message()));
-  // The rows stream into chunk files; nothing of the array is held in memory.
-  auto chunks = engine_->ImportEmbeddings(*npy, *dir, ids ? ids->size() : -1);
-  if (!chunks.ok()) return chunks.status();
-  int64_t rows = 0;
-  for (const auto& c : *chunks) rows += c.count;
-  // Items go in batches of one store transaction each: the ids are never all strings
-  // at once. A duplicate id is refused by the store's unique index.
-  std::vector<ItemRow> batch;
-  absl::string_view id;
-  for (int64_t i = 0; i < rows; ++i) {
-    if (ids && !ids->Next(&id)) return absl::InternalError("embeddings.ids_path: ids ran out");
-    batch.push_back({i, ids ? std::string(id) : std::to_string(i), ""});
-    if (batch.size() == kItemBatch || i + 1 == rows) {
-      if (auto s = store_->AddItems(name, batch); !s.ok()) {
-        if (s.code() == absl::StatusCode::kAlreadyExists) {
-          return absl::InvalidArgumentError(absl::StrCat("embeddings.ids_path: ", s.message()));
-        }
-        return s;
-      }
-      batch.clear();
-    }
-  }
-  if (auto s = store_->CommitDataset(name, *npy, rows, {}, kUserEmbeddings, *chunks); !s.ok()) {
-    return s;
-  }
-  return store_->GetDataset(name);
-}
 
 absl::StatusOr<DatasetInfo> ServerCore::GetDataset(const std::string& name) {
   if (auto s = ValidateName("name", name); !s.ok()) return s;

@@ -17,6 +17,7 @@
 #include "server/core/job_manager.h"
 #include "server/core/metrics.h"
 #include "server/core/paths.h"
+#include "server/core/registration.h"
 #include "server/core/store.h"
 #include "server/core/types.h"
 
@@ -39,14 +40,23 @@ struct ServerOptions {
   bool fused_gelu = true;                  // tanh-GELU GEMM epilogue (CUDA, bf16 ViT)
   std::vector<std::string> allowed_roots;
   int queue_capacity = 64;
-  int cpu_jobs = 1;     // selections running at once (the CPU lane)
-  int cpu_threads = 0;  // threads of the selection pool (0 = one per core)
+  int cpu_jobs = 1;       // selections running at once (the CPU lane)
+  int cpu_threads = 0;    // threads of the selection pool (0 = one per core)
+  int register_jobs = 2;  // registrations running at once (the I/O lane)
   int embed_batch_size = 32;
   int chunk_size = 1024;                         // items per feature chunk (the unit of resume)
   int64_t import_chunk_rows = kImportChunkRows;  // rows per chunk of imported embeddings
   int decode_threads = 2;
   int64_t prompt_cache_bytes = int64_t{8} << 30;  // cached ViT views for prompt learning
 };
+
+// A registration as queued: its dataset (REGISTERING) and its REGISTER job (QUEUED).
+struct Registration {
+  DatasetInfo dataset;
+  JobInfo job;
+};
+
+class RegistrationProgress;  // registration_job.cc
 
 struct SelectionPage {
   std::vector<SelectionRow> items;
@@ -67,13 +77,21 @@ class ServerCore {
 
   // The engine that imports embeddings and checks prompts; set before serving.
   void SetEngine(Engine* engine) { engine_ = engine; }
-  // Starts the job executors.
+  // Starts the registration executors (they need no model).
+  void StartRegistrations();
+  // Starts the other job executors.
   void Start();
   // Graceful stop; see JobManager::Shutdown.
   bool Shutdown(int64_t grace_ms);
 
-  absl::StatusOr<DatasetInfo> RegisterDataset(const std::string& name, SourceKind kind,
-                                              const std::string& path, const std::string& ids_path);
+  // Checks what is cheap at once (name, source, the paths exist inside the allowed
+  // roots), then reserves the name and queues its REGISTER job in one store
+  // transaction. The job lists or imports the source, writes the items in batches and
+  // commits (server/core/registration_job.cc); a failure, a cancel or a stop rolls back
+  // everything it created, and the job is not resumable.
+  absl::StatusOr<Registration> StartRegistration(const std::string& name, SourceKind kind,
+                                                 const std::string& path,
+                                                 const std::string& ids_path);
   absl::StatusOr<DatasetInfo> GetDataset(const std::string& name);
   absl::StatusOr<std::vector<DatasetInfo>> ListDatasets();
   // Removes the dataset's rows, features, jobs, selections and job folders.
@@ -107,7 +125,7 @@ class ServerCore {
   Metrics* metrics() { return metrics_; }
   const ServerOptions& options() const { return options_; }
 
-  // Tests: called on the registering thread after the name is reserved and before
+  // Tests: called on the REGISTER job's thread after the name is reserved and before
   // the source is read (it may block there).
   void SetRegistrationHookForTest(std::function<void(const std::string&)> hook) {
     registration_hook_ = std::move(hook);
@@ -116,13 +134,21 @@ class ServerCore {
  private:
   ServerCore() = default;
   absl::Status Recover();
+  // Start-up: settles REGISTER jobs a stopped process left RUNNING (SUCCEEDED if their
+  // dataset committed, else INTERRUPTED: rolled back below, not resumable).
+  absl::Status SettleInterruptedRegistrations();
   // Removes a dataset's feature folder and its jobs' folders.
   absl::Status RemoveDatasetFiles(const std::string& name, const std::vector<std::string>& job_ids);
-  absl::StatusOr<DatasetInfo> Register(const std::string& name, SourceKind kind,
-                                       const std::string& path, const std::string& ids_path);
+  // The REGISTER job body, and its parts (registration_job.cc).
+  absl::Status RunRegistration(JobContext& ctx);
+  absl::Status Register(JobContext& ctx, RegistrationProgress& progress);
+  // A listed source (directory or manifest): items written in batches, then commit.
+  absl::Status RegisterList(JobContext& ctx, RegistrationProgress& progress, const ItemList& list);
   // A .npy streamed into feature chunks, its items written in batches.
-  absl::StatusOr<DatasetInfo> RegisterEmbeddings(const std::string& name, const std::string& path,
-                                                 const std::string& ids_path);
+  absl::Status RegisterEmbeddings(JobContext& ctx, RegistrationProgress& progress);
+  // Removes the files and rows of a registration that did not commit; the REGISTER job
+  // `job_id` stays, to show how it ended.
+  absl::Status RollBackRegistration(const std::string& name, const std::string& job_id);
   // OK when the engine can run model-backed work now.
   absl::Status ModelAvailable() const;
 

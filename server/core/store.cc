@@ -95,6 +95,12 @@ ALTER TABLE prompts ADD COLUMN state INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE prompts ADD COLUMN job_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX jobs_state ON jobs(state);
 )sql",
+    // 3: registration as a job (the dataset row names its REGISTER job), and the
+    // status code of a failed job's error.
+    R"sql(
+ALTER TABLE datasets ADD COLUMN registration_job TEXT NOT NULL DEFAULT '';
+ALTER TABLE jobs ADD COLUMN error_code INTEGER NOT NULL DEFAULT 0;
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion);
 
@@ -188,7 +194,7 @@ absl::Status Exec(sqlite3* db, const std::string& sql) {
 
 constexpr const char* kJobCols =
     "id, kind, state, dataset, params_json, stage, done, total, rate, message, loss, created_ms, "
-    "started_ms, finished_ms, error, result_json";
+    "started_ms, finished_ms, error, result_json, error_code";
 
 absl::StatusOr<JobInfo> ReadJob(Stmt& s) {
   JobInfo j;
@@ -208,6 +214,7 @@ absl::StatusOr<JobInfo> ReadJob(Stmt& s) {
   j.finished_ms = s.Int(13);
   j.error = s.Text(14);
   j.result_json = s.Text(15);
+  j.error_code = static_cast<int>(s.Int(16));
   auto params = ParamsFromJson(j.kind, j.params_json);
   if (!params.ok()) {
     return absl::DataLossError(absl::StrCat("job ", j.id, ": ", params.status().message()));
@@ -227,8 +234,8 @@ PromptInfo ReadPrompt(Stmt& s) {
 
 absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
   Stmt s(db,
-         "SELECT name, source_kind, source_path, num_items, created_ms, chunk_size FROM datasets "
-         "WHERE name=? AND state=1;");
+         "SELECT name, source_kind, source_path, num_items, created_ms, chunk_size, "
+         "registration_job FROM datasets WHERE name=? AND state=1;");
   s.Bind(1, name);
   int rc = s.Step();
   if (rc == SQLITE_DONE)
@@ -241,6 +248,7 @@ absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
   d.num_items = s.Int(3);
   d.created_ms = s.Int(4);
   d.chunk_size = s.Int(5);
+  d.registration_job_id = s.Text(6);
   Stmt c(db, "SELECT COUNT(*) FROM failed_items WHERE dataset=?;");
   c.Bind(1, name);
   if (c.Step() != SQLITE_ROW) return SqlError(db, "count failed items");
@@ -256,6 +264,33 @@ absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
   while ((rc = src.Step()) == SQLITE_ROW) d.feature_sources.push_back(src.Text(0));
   if (rc != SQLITE_DONE) return SqlError(db, "read feature sources");
   return d;
+}
+
+// Inserts the REGISTERING row of `d` (registered by `job_id`, if any); ALREADY_EXISTS
+// when the name is taken, whatever its state. Inside the caller's transaction.
+absl::Status ClaimDatasetName(sqlite3* db, const DatasetInfo& d, const std::string& job_id) {
+  Stmt q(db, "SELECT state FROM datasets WHERE name=?;");
+  q.Bind(1, d.name);
+  int rc = q.Step();
+  if (rc == SQLITE_ROW) {
+    const auto state = static_cast<DatasetState>(q.Int(0));
+    return absl::AlreadyExistsError(absl::StrCat("name: dataset ", Quote(d.name),
+                                                 state == DatasetState::kReady ? " already exists"
+                                                 : state == DatasetState::kRegistering
+                                                     ? " is being registered by another call"
+                                                     : " is being deleted"));
+  }
+  if (rc != SQLITE_DONE) return SqlError(db, "look up dataset");
+  Stmt ins(db,
+           "INSERT INTO datasets(name, source_kind, source_path, num_items, created_ms, state, "
+           "chunk_size, registration_job) VALUES(?,?,?,0,?,0,?,?);");
+  ins.Bind(1, d.name)
+      .Bind(2, static_cast<int64_t>(d.source_kind))
+      .Bind(3, d.source_path)
+      .Bind(4, d.created_ms)
+      .Bind(5, d.chunk_size)
+      .Bind(6, job_id);
+  return ins.Run("insert dataset");
 }
 
 }  // namespace
@@ -456,27 +491,7 @@ absl::Status Store::Migrate() {
 absl::Status Store::ReserveDataset(const DatasetInfo& d) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  Stmt q(db_, "SELECT state FROM datasets WHERE name=?;");
-  q.Bind(1, d.name);
-  int rc = q.Step();
-  if (rc == SQLITE_ROW) {
-    const auto state = static_cast<DatasetState>(q.Int(0));
-    return absl::AlreadyExistsError(absl::StrCat("name: dataset ", Quote(d.name),
-                                                 state == DatasetState::kReady ? " already exists"
-                                                 : state == DatasetState::kRegistering
-                                                     ? " is being registered by another call"
-                                                     : " is being deleted"));
-  }
-  if (rc != SQLITE_DONE) return SqlError(db_, "look up dataset");
-  Stmt ins(db_,
-           "INSERT INTO datasets(name, source_kind, source_path, num_items, created_ms, state, "
-           "chunk_size) VALUES(?,?,?,0,?,0,?);");
-  ins.Bind(1, d.name)
-      .Bind(2, static_cast<int64_t>(d.source_kind))
-      .Bind(3, d.source_path)
-      .Bind(4, d.created_ms)
-      .Bind(5, d.chunk_size);
-  if (auto s = ins.Run("insert dataset"); !s.ok()) return s;
+  if (auto s = ClaimDatasetName(db_, d, ""); !s.ok()) return s;
   return tx.Commit();
 }
 
@@ -573,7 +588,7 @@ absl::StatusOr<std::vector<std::string>> Store::BeginDeleteDataset(const std::st
   return ids;
 }
 
-absl::Status Store::RemoveDataset(const std::string& name) {
+absl::Status Store::RemoveDataset(const std::string& name, const std::string& keep_job) {
   // The many rows (items, failed items) go in short transactions first; the dataset
   // is REGISTERING or DELETING, so nobody reads them meanwhile.
   for (const char* table : {"items", "failed_items"}) {
@@ -594,25 +609,27 @@ absl::Status Store::RemoveDataset(const std::string& name) {
   const char* const kDeletes[] = {
       "DELETE FROM selections WHERE job_id IN (SELECT id FROM jobs WHERE dataset=?1);",
       "DELETE FROM prompts WHERE state=0 AND job_id IN (SELECT id FROM jobs WHERE dataset=?1);",
-      "DELETE FROM jobs WHERE dataset=?1;",
+      "DELETE FROM jobs WHERE dataset=?1 AND id != ?2;",
       "DELETE FROM datasets WHERE name=?1;",  // items, failed items, chunks: ON DELETE CASCADE
   };
   for (const char* sql : kDeletes) {
     Stmt d(db_, sql);
-    d.Bind(1, name);
+    d.Bind(1, name).Bind(2, keep_job);  // an unused ?2 is ignored
     if (auto s = d.Run("remove dataset rows"); !s.ok()) return s;
   }
   return tx.Commit();
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, DatasetState>>> Store::UnfinishedDatasets() {
+absl::StatusOr<std::vector<UnfinishedDataset>> Store::UnfinishedDatasets() {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
-  Stmt s(r.db(), "SELECT name, state FROM datasets WHERE state != 1 ORDER BY name;");
-  std::vector<std::pair<std::string, DatasetState>> out;
+  Stmt s(r.db(),
+         "SELECT name, state, registration_job FROM datasets WHERE state != 1 ORDER BY name;");
+  std::vector<UnfinishedDataset> out;
   int rc;
-  while ((rc = s.Step()) == SQLITE_ROW)
-    out.emplace_back(s.Text(0), static_cast<DatasetState>(s.Int(1)));
+  while ((rc = s.Step()) == SQLITE_ROW) {
+    out.push_back({s.Text(0), static_cast<DatasetState>(s.Int(1)), s.Text(2)});
+  }
   if (rc != SQLITE_DONE) return SqlError(r.db(), "list unfinished datasets");
   return out;
 }
@@ -873,7 +890,8 @@ absl::Status ReclaimPromptName(sqlite3* db, const std::string& name, const std::
 absl::StatusOr<JobInfo> Store::CreateJob(const std::string& dataset, const JobParams& params) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  {
+  const auto* reg = std::get_if<RegisterParams>(&params);
+  if (!reg) {
     Stmt q(db_, "SELECT state FROM datasets WHERE name=?;");
     q.Bind(1, dataset);
     int rc = q.Step();
@@ -910,6 +928,17 @@ absl::StatusOr<JobInfo> Store::CreateJob(const std::string& dataset, const JobPa
     reservation.created_ms = j.created_ms;
     if (auto s = ClaimPromptName(db_, reservation, j.id); !s.ok()) return s;
   }
+  if (reg) {
+    // A REGISTER job reserves the name it fills: the dataset row (REGISTERING, naming
+    // this job) and the job are created together or not at all.
+    DatasetInfo d;
+    d.name = dataset;
+    d.source_kind = reg->source_kind;
+    d.source_path = reg->path;
+    d.chunk_size = reg->chunk_size;
+    d.created_ms = j.created_ms;
+    if (auto s = ClaimDatasetName(db_, d, j.id); !s.ok()) return s;
+  }
   Stmt s(db_,
          "INSERT INTO jobs(seq, id, kind, state, dataset, params_json, created_ms) "
          "VALUES(?,?,?,?,?,?,?);");
@@ -939,11 +968,25 @@ absl::Status Store::Transition(const std::string& id, JobState from, JobState to
     // nothing and fail at its commit.
     if (auto s = ReclaimPromptName(db_, lp->prompt_name, id); !s.ok()) return s;
   }
+  if (to == JobState::kQueued) {
+    // A stopped registration was rolled back (its dataset row and files are gone, and
+    // the name may be registered again): there is nothing to continue.
+    Stmt k(db_, "SELECT kind FROM jobs WHERE id=?;");
+    k.Bind(1, id);
+    const int rc = k.Step();
+    if (rc == SQLITE_ROW && static_cast<JobKind>(k.Int(0)) == JobKind::kRegister) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job_id: '", id,
+          "' is a REGISTER job: a registration that did not finish was rolled back and "
+          "cannot be resumed; register the dataset again"));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return SqlError(db_, "read job kind");
+  }
   Stmt s(db_,
          "UPDATE jobs SET state=?1, stage=?2, done=?3, total=?4, rate=?5, message=?6, loss=?7, "
-         "started_ms=?8, finished_ms=?9, error=?10, result_json=?11 WHERE id=?12 AND state=?13 "
-         "AND (?1 != 1 OR EXISTS (SELECT 1 FROM datasets d WHERE d.name = jobs.dataset AND d.state "
-         "= 1));");
+         "started_ms=?8, finished_ms=?9, error=?10, result_json=?11, error_code=?14 WHERE id=?12 "
+         "AND state=?13 AND (?1 != 1 OR EXISTS (SELECT 1 FROM datasets d WHERE d.name = "
+         "jobs.dataset AND d.state = 1));");
   s.Bind(1, static_cast<int64_t>(to))
       .Bind(2, j.progress.stage)
       .Bind(3, j.progress.done)
@@ -960,9 +1003,21 @@ absl::Status Store::Transition(const std::string& id, JobState from, JobState to
       .Bind(10, j.error)
       .Bind(11, j.result_json)
       .Bind(12, id)
-      .Bind(13, static_cast<int64_t>(from));
+      .Bind(13, static_cast<int64_t>(from))
+      .Bind(14, to == JobState::kFailed ? j.error_code : 0);
   if (auto st = s.Run("transition job"); !st.ok()) return st;
-  if (sqlite3_changes(db_) == 1) return tx.Commit();
+  if (sqlite3_changes(db_) == 1) {
+    if (from == JobState::kQueued && to == JobState::kCancelled) {
+      // A REGISTER job cancelled before it ran releases the name it reserved (nothing
+      // else of that dataset exists yet).
+      Stmt r(db_,
+             "DELETE FROM datasets WHERE registration_job=?1 AND state=0 AND name=(SELECT "
+             "dataset FROM jobs WHERE id=?1);");
+      r.Bind(1, id);
+      if (auto st = r.Run("release reserved dataset"); !st.ok()) return st;
+    }
+    return tx.Commit();
+  }
   Stmt q(db_, "SELECT state FROM jobs WHERE id=?;");
   q.Bind(1, id);
   const int rc = q.Step();

@@ -27,9 +27,16 @@ struct sqlite3;
 
 namespace updp::core {
 
+// A dataset row a stopped process left REGISTERING or DELETING.
+struct UnfinishedDataset {
+  std::string name;
+  DatasetState state = DatasetState::kRegistering;
+  std::string registration_job_id;  // the REGISTER job that reserved it, if any
+};
+
 class Store {
  public:
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens (creating and migrating) data_dir/updp.db.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& data_dir);
@@ -57,10 +64,11 @@ class Store {
   absl::StatusOr<std::vector<std::string>> BeginDeleteDataset(const std::string& name);
   // Removes every row of a dataset (items, chunks, jobs, selections, prompt
   // reservations of its jobs) in one transaction: the end of a deletion, or the
-  // roll-back of a registration.
-  absl::Status RemoveDataset(const std::string& name);
-  // Datasets left REGISTERING or DELETING by a stopped process, with their job ids.
-  absl::StatusOr<std::vector<std::pair<std::string, DatasetState>>> UnfinishedDatasets();
+  // roll-back of a registration, which keeps its REGISTER job (`keep_job`) to show
+  // how the registration ended.
+  absl::Status RemoveDataset(const std::string& name, const std::string& keep_job = "");
+  // Datasets left REGISTERING or DELETING by a stopped process.
+  absl::StatusOr<std::vector<UnfinishedDataset>> UnfinishedDatasets();
   absl::StatusOr<std::vector<std::string>> JobIdsOf(const std::string& dataset);
 
   // READY datasets only.
@@ -92,12 +100,17 @@ class Store {
                                                           const std::string& source);
 
   // --- Jobs. CreateJob checks in its transaction that the dataset is READY and, for
-  // LEARN_PROMPT, reserves the prompt name (ALREADY_EXISTS when it is taken).
+  // LEARN_PROMPT, reserves the prompt name (ALREADY_EXISTS when it is taken). A
+  // REGISTER job instead reserves its dataset's name in the same transaction (the
+  // REGISTERING row, naming the job; ALREADY_EXISTS when the name is taken).
   absl::StatusOr<JobInfo> CreateJob(const std::string& dataset, const JobParams& params);
   // The one way a job's state changes: a compare-and-set `UPDATE ... WHERE state =
   // from`, also writing j's progress, times, error and result. An illegal transition
   // is INTERNAL (nothing written); a job no longer in `from` is FAILED_PRECONDITION
-  // naming its state. A transition to QUEUED also requires the dataset to be READY.
+  // naming its state. A transition to QUEUED also requires the dataset to be READY,
+  // and is refused for a REGISTER job (a stopped registration was rolled back). A
+  // QUEUED -> CANCELLED REGISTER job releases its reserved name in the same
+  // transaction. j.error_code is stored with a transition to FAILED.
   absl::Status Transition(const std::string& id, JobState from, JobState to, const JobInfo& j);
   // Progress and result of a RUNNING job (no state change; ignored otherwise).
   absl::Status UpdateProgress(const JobInfo& j);

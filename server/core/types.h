@@ -11,8 +11,6 @@
 
 namespace updp::core {
 
-enum class SourceKind { kUnspecified = 0, kImages = 1, kManifest = 2, kEmbeddings = 3 };
-
 // Explicit job states (cf. TF Serving's LoaderHarness). The only allowed transitions
 // (IsLegalTransition; the store applies each as a compare-and-set):
 // QUEUED -> RUNNING | CANCELLED; RUNNING -> SUCCEEDED | FAILED | CANCELLED | INTERRUPTED;
@@ -64,6 +62,9 @@ struct DatasetInfo {
   // Items per feature chunk, fixed at registration (--chunk_size then): chunk c always
   // holds items [c * chunk_size, (c + 1) * chunk_size), whatever the flag is later.
   int64_t chunk_size = 1024;
+  // The REGISTER job that reserved the name and fills the dataset (empty for datasets
+  // registered before registration was a job).
+  std::string registration_job_id;
 };
 
 struct Progress {
@@ -85,6 +86,8 @@ struct JobInfo {
   Progress progress;
   int64_t created_ms = 0, started_ms = 0, finished_ms = 0;
   std::string error;
+  // The canonical status code of a FAILED job's error (absl and gRPC share them).
+  int error_code = 0;
   std::string result_json;
   // Order of the change this snapshot shows (in-process only, not stored): watchers
   // drop any event older than one they already have.

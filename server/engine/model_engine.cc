@@ -129,7 +129,8 @@ absl::StatusOr<core::PromptMeta> ModelEngine::CheckPrompt(const std::string& art
 }
 
 absl::StatusOr<std::vector<core::FeatureChunk>> ModelEngine::ImportEmbeddings(
-    const std::string& npy, const std::string& dir, int64_t expected_rows) {
+    const std::string& npy, const std::string& dir, int64_t expected_rows,
+    const ImportProgress& progress) {
   const auto bad_input = [](const absl::Status& s) {
     const auto code =
         s.code() == absl::StatusCode::kNotFound ? s.code() : absl::StatusCode::kInvalidArgument;
@@ -145,8 +146,9 @@ absl::StatusOr<std::vector<core::FeatureChunk>> ModelEngine::ImportEmbeddings(
   if (expected_rows >= 0 && !h->shape.empty() && h->shape[0] != expected_rows) {
     return count_mismatch(h->shape[0]);
   }
-  auto imported = model::ImportNpyFeatures(npy, core_->options().import_chunk_rows,
-                                           [&](int64_t c) { return dir + "/" + ChunkName(c); });
+  auto imported = model::ImportNpyFeatures(
+      npy, core_->options().import_chunk_rows, [&](int64_t c) { return dir + "/" + ChunkName(c); },
+      size_t{8} << 20, progress);
   if (!imported.ok()) {
     // Reading and checking the input is the caller's problem; writing the chunks is ours.
     const auto code = imported.status().code();

@@ -49,9 +49,9 @@ class ModelEngine : public core::Engine {
   bool HasModel() const override { return !core_->options().model_dir.empty(); }
   bool Ready() const override { return ready_.load(std::memory_order_acquire); }
   absl::StatusOr<core::PromptMeta> CheckPrompt(const std::string& artifact) override;
-  absl::StatusOr<std::vector<core::FeatureChunk>> ImportEmbeddings(const std::string& npy_path,
-                                                                   const std::string& dir,
-                                                                   int64_t expected_rows) override;
+  absl::StatusOr<std::vector<core::FeatureChunk>> ImportEmbeddings(
+      const std::string& npy_path, const std::string& dir, int64_t expected_rows,
+      const ImportProgress& progress) override;
 
  private:
   absl::Status RunEmbed(core::JobContext& ctx);

@@ -50,7 +50,8 @@ class ChunkFiles {
 
 absl::StatusOr<FeatureImport> ImportNpyFeatures(
     const std::string& npy, int64_t chunk_rows,
-    const std::function<std::string(int64_t chunk)>& chunk_path, size_t block_bytes) {
+    const std::function<std::string(int64_t chunk)>& chunk_path, size_t block_bytes,
+    const std::function<bool(int64_t done, int64_t total)>& progress) {
   auto reader = NpyReader::Open(npy);
   if (!reader.ok()) return reader.status();
   const NpyHeader& h = (*reader)->header();
@@ -106,6 +107,9 @@ absl::StatusOr<FeatureImport> ImportNpyFeatures(
             range ? " has a value outside the float32 range" : " contains NaN or Inf"));
       }
       if (auto s = (*w)->Append(data, static_cast<size_t>(k) * out_row_bytes); !s.ok()) return s;
+      if (progress && !progress(r + k, out.rows)) {
+        return absl::CancelledError(absl::StrCat(npy, ": import stopped at row ", r + k));
+      }
     }
     for (int64_t r = first; r < first + n; r += static_cast<int64_t>(index.size())) {
       const int64_t k = std::min(static_cast<int64_t>(index.size()), first + n - r);

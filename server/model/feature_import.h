@@ -35,10 +35,13 @@ struct FeatureImport {
 // pass as the copy). Other input errors (not a .npy, another dtype, not [N, D] with
 // N, D > 0) are INVALID_ARGUMENT too, NOT_FOUND when the file cannot be opened. On any
 // error no chunk file is left behind. Memory: two blocks of about `block_bytes`.
+// `progress` (optional) is called after every block with the rows copied and N;
+// returning false stops the import (CANCELLED, no chunk file left).
 absl::StatusOr<FeatureImport> ImportNpyFeatures(
     const std::string& npy, int64_t chunk_rows,
     const std::function<std::string(int64_t chunk)>& chunk_path,
-    size_t block_bytes = size_t{8} << 20);
+    size_t block_bytes = size_t{8} << 20,
+    const std::function<bool(int64_t done, int64_t total)>& progress = nullptr);
 
 }  // namespace updp::model
 

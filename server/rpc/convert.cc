@@ -75,6 +75,9 @@ void ToProto(const core::DatasetInfo& d, v1::Dataset* out) {
   }
   for (const auto& s : d.feature_sources) out->add_feature_sources(s);
   SetTime(d.created_ms, out->mutable_created_at());
+  out->set_state(d.state == core::DatasetState::kRegistering ? v1::DATASET_STATE_REGISTERING
+                                                             : v1::DATASET_STATE_READY);
+  out->set_registration_job_id(d.registration_job_id);
 }
 
 void ToProto(const core::JobInfo& j, v1::Job* out) {
@@ -95,6 +98,7 @@ void ToProto(const core::JobInfo& j, v1::Job* out) {
   if (j.finished_ms) SetTime(j.finished_ms, out->mutable_finished_at());
   out->set_error(j.error);
   out->set_result_json(j.result_json);
+  out->set_error_code(j.error_code);
 }
 
 void ToProto(const core::PromptInfo& p, v1::Prompt* out) {

@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <string>
 
 #include "server/rpc/convert.h"
 
@@ -114,6 +116,23 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
   grpc::Status status_ = grpc::Status::OK;
 };
 
+// The status a synchronous RegisterDataset answers for its job's end.
+grpc::Status RegistrationStatus(const core::JobInfo& j) {
+  switch (j.state) {
+    case core::JobState::kFailed:
+      return grpc::Status(j.error_code > 0 && j.error_code <= 16
+                              ? static_cast<grpc::StatusCode>(j.error_code)
+                              : grpc::INTERNAL,
+                          j.error);
+    case core::JobState::kCancelled:
+      return grpc::Status(grpc::CANCELLED,
+                          "registration job " + j.id + " was " + j.progress.message);
+    default:  // INTERRUPTED: the server is stopping
+      return grpc::Status(grpc::UNAVAILABLE,
+                          "registration job " + j.id + ": " + j.progress.message);
+  }
+}
+
 core::SourceKind KindOf(const v1::RegisterDatasetRequest& r, std::string* path, std::string* ids) {
   switch (r.source_case()) {
     case v1::RegisterDatasetRequest::kImages:
@@ -130,6 +149,139 @@ core::SourceKind KindOf(const v1::RegisterDatasetRequest& r, std::string* path, 
       return core::SourceKind::kUnspecified;
   }
 }
+
+// RegisterDataset: the registration is queued as a REGISTER job from the request pool;
+// an async call finishes there, a synchronous one when the job ends (a one-shot
+// JobManager::WhenDone: no thread waits). The job does not depend on the call: a
+// client that goes away (or a server that stops taking calls) ends the call with
+// CANCELLED, and the job carries on.
+class RegisterReactor : public grpc::ServerUnaryReactor {
+ public:
+  RegisterReactor(core::ServerCore* core, core::WorkPool* pool,
+                  const v1::RegisterDatasetRequest& req, v1::Dataset* resp)
+      : core_(core), call_(std::make_shared<Call>()), start_(std::chrono::steady_clock::now()) {
+    call_->reactor = this;
+    call_->resp = resp;
+    // Everything the pool needs is copied: it never touches the request.
+    Request r;
+    r.name = req.name();
+    r.kind = KindOf(req, &r.path, &r.ids);
+    r.async = req.async();
+    auto call = call_;
+    if (!pool->TrySchedule([call, core, pool, r] { Begin(call, core, pool, r); })) {
+      Answer(call_, grpc::Status(grpc::RESOURCE_EXHAUSTED,
+                                 "server busy: too many requests in progress (--rpc_queue); "
+                                 "retry later"));
+    }
+  }
+
+  void OnCancel() override {
+    Answer(call_, grpc::Status(grpc::CANCELLED, "call cancelled; the registration job goes on"));
+  }
+
+  void OnDone() override {
+    int64_t token = 0;
+    grpc::Status status;
+    {
+      std::lock_guard<std::mutex> l(call_->mu);
+      token = call_->token;
+      status = call_->status;
+      call_->reactor = nullptr;
+    }
+    // A job callback still pending finds the call finished and returns.
+    if (token) core_->jobs().Unsubscribe(token);
+    if (core_->metrics()) {
+      core_->metrics()->RpcFinished("RegisterDataset", GrpcCodeName(status.error_code()),
+                                    Since(start_));
+    }
+    delete this;
+  }
+
+ private:
+  struct Request {
+    std::string name, path, ids;
+    core::SourceKind kind = core::SourceKind::kUnspecified;
+    bool async = false;
+  };
+  // Shared with the pool task and the job callback, which may outlive the reactor:
+  // they touch the reactor and the response only while the call is not finished.
+  struct Call {
+    std::mutex mu;
+    bool finished = false;
+    int64_t token = 0;
+    grpc::Status status;
+    RegisterReactor* reactor = nullptr;
+    v1::Dataset* resp = nullptr;
+  };
+
+  // On the pool: check, reserve and queue; then answer, or answer when the job ends.
+  static void Begin(const std::shared_ptr<Call>& call, core::ServerCore* core, core::WorkPool* pool,
+                    const Request& req) {
+    {
+      std::lock_guard<std::mutex> l(call->mu);
+      if (call->finished) return;  // the client is gone: queue nothing
+    }
+    absl::StatusOr<core::Registration> r;
+    try {
+      r = core->StartRegistration(req.name, req.kind, req.path, req.ids);
+    } catch (const std::exception& e) {
+      r = absl::InternalError(e.what());
+    }
+    if (!r.ok()) {
+      Answer(call, ToGrpc(r.status()));
+      return;
+    }
+    if (req.async) {
+      Answer(call, grpc::Status::OK, &r->dataset);
+      return;
+    }
+    // Called on the job's worker (or here, if the job already ended); the dataset is
+    // read on the pool, or right there when the pool refuses more work.
+    auto token = core->jobs().WhenDone(r->job.id, [call, core, pool](const core::JobInfo& j) {
+      auto done = [call, core, j] { Ended(call, core, j); };
+      if (!pool->TrySchedule(done)) done();
+    });
+    if (!token.ok()) {
+      Answer(call, ToGrpc(token.status()));
+      return;
+    }
+    std::lock_guard<std::mutex> l(call->mu);
+    call->token = *token;
+  }
+
+  static void Ended(const std::shared_ptr<Call>& call, core::ServerCore* core,
+                    const core::JobInfo& j) {
+    if (j.state != core::JobState::kSucceeded) {
+      Answer(call, RegistrationStatus(j));
+      return;
+    }
+    auto d = core->GetDataset(j.dataset);
+    if (!d.ok()) {
+      Answer(call, ToGrpc(d.status()));
+      return;
+    }
+    Answer(call, grpc::Status::OK, &*d);
+  }
+
+  // Finishes the call once (later answers are dropped); `d` is the response.
+  static void Answer(const std::shared_ptr<Call>& call, const grpc::Status& s,
+                     const core::DatasetInfo* d = nullptr) {
+    RegisterReactor* r;
+    {
+      std::lock_guard<std::mutex> l(call->mu);
+      if (call->finished || call->reactor == nullptr) return;
+      call->finished = true;
+      call->status = s;
+      if (d && s.ok()) ToProto(*d, call->resp);
+      r = call->reactor;
+    }
+    r->Finish(s);  // outside the lock: OnDone takes it
+  }
+
+  core::ServerCore* core_;
+  std::shared_ptr<Call> call_;
+  std::chrono::steady_clock::time_point start_;
+};
 
 }  // namespace
 
@@ -176,17 +328,10 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::Offload(grpc::CallbackServerContext* 
   return r;
 }
 
-grpc::ServerUnaryReactor* UpdpServiceImpl::RegisterDataset(grpc::CallbackServerContext* ctx,
+grpc::ServerUnaryReactor* UpdpServiceImpl::RegisterDataset(grpc::CallbackServerContext*,
                                                            const v1::RegisterDatasetRequest* req,
                                                            v1::Dataset* resp) {
-  return Offload(ctx, "RegisterDataset", [this, req, resp]() -> absl::Status {
-    std::string path, ids;
-    core::SourceKind kind = KindOf(*req, &path, &ids);
-    auto d = core_->RegisterDataset(req->name(), kind, path, ids);
-    if (!d.ok()) return d.status();
-    ToProto(*d, resp);
-    return absl::OkStatus();
-  });
+  return new RegisterReactor(core_, pool_, *req, resp);
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,

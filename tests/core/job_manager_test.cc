@@ -278,6 +278,89 @@ TEST_F(JobManagerTest, QueueCapacityIsEnforced) {
   EXPECT_TRUE(m.Shutdown(60000));
 }
 
+TEST_F(JobManagerTest, TheIoLaneRunsWhileTheCpuLaneIsBusyAndNeedsOnlyItsOwnStart) {
+  // REGISTER jobs (a fake body here) on the I/O lane, started alone first, as the
+  // server does while its model loads.
+  Note registered;
+  manager_->RegisterKind(core::JobKind::kRegister, core::Lane::kIo, [&](JobContext&) {
+    registered.Notify();
+    return absl::OkStatus();
+  });
+  manager_->Start({core::Lane::kIo});
+  auto held = manager_->Submit("ds", Select("block"));  // CPU lane: not started yet
+  core::RegisterParams p;
+  p.source_kind = core::SourceKind::kManifest;
+  auto r1 = manager_->Submit("r1", p);
+  ASSERT_TRUE(r1.ok()) << r1.status();
+  EXPECT_EQ(WaitFinal(*manager_, r1->id).state, JobState::kSucceeded);
+  EXPECT_EQ(StoredState(held->id), JobState::kQueued);
+  // Now the CPU lane holds a selection; a registration still runs at once.
+  manager_->Start();
+  ASSERT_TRUE(fake_.WaitStarts("block"));
+  auto r2 = manager_->Submit("r2", p);
+  ASSERT_TRUE(r2.ok()) << r2.status();
+  EXPECT_EQ(WaitFinal(*manager_, r2->id).state, JobState::kSucceeded);
+  EXPECT_EQ(StoredState(held->id), JobState::kRunning);
+  ASSERT_TRUE(manager_->Cancel(held->id).ok());
+  EXPECT_EQ(WaitFinal(*manager_, held->id).state, JobState::kCancelled);
+}
+
+TEST_F(JobManagerTest, AStoppedBodySaysWhatBecameOfItsWorkAndAFailureKeepsItsCode) {
+  Note started;
+  manager_->RegisterKind(core::JobKind::kRegister, core::Lane::kIo, [&](JobContext& ctx) {
+    if (std::get<core::RegisterParams>(ctx.job().params).path == "bad") {
+      return absl::InvalidArgumentError("manifest.path: no items");
+    }
+    started.Notify();
+    while (!ctx.Cancelled()) std::this_thread::yield();
+    return absl::CancelledError("the registration was rolled back");
+  });
+  manager_->Start();
+  core::RegisterParams p;
+  p.source_kind = core::SourceKind::kManifest;
+  p.path = "bad";
+  auto bad = manager_->Submit("r1", p);
+  JobInfo failed = WaitFinal(*manager_, bad->id);
+  EXPECT_EQ(failed.state, JobState::kFailed);
+  EXPECT_EQ(failed.error_code, static_cast<int>(absl::StatusCode::kInvalidArgument));
+  EXPECT_EQ(store_->GetJob(bad->id)->error_code, failed.error_code);
+  p.path = "slow";
+  auto slow = manager_->Submit("r2", p);
+  ASSERT_TRUE(started.Wait());
+  ASSERT_TRUE(manager_->Cancel(slow->id).ok());
+  JobInfo cancelled = WaitFinal(*manager_, slow->id);
+  EXPECT_EQ(cancelled.state, JobState::kCancelled);
+  EXPECT_EQ(cancelled.progress.message, "cancelled; the registration was rolled back");
+}
+
+TEST_F(JobManagerTest, WhenDoneCallsOnceWithTheFinalState) {
+  manager_->Start();
+  std::mutex mu;
+  std::vector<JobState> seen;
+  Note called;
+  auto b = manager_->Submit("ds", Select("block"));
+  ASSERT_TRUE(fake_.WaitStarts("block"));
+  auto token = manager_->WhenDone(b->id, [&](const JobInfo& j) {
+    std::lock_guard<std::mutex> l(mu);
+    seen.push_back(j.state);
+    called.Notify();
+  });
+  ASSERT_TRUE(token.ok());
+  ASSERT_TRUE(manager_->Cancel(b->id).ok());
+  ASSERT_TRUE(called.Wait());
+  EXPECT_EQ(WaitFinal(*manager_, b->id).state, JobState::kCancelled);
+  // On a job that already ended it answers at once.
+  Note at_once;
+  ASSERT_TRUE(manager_->WhenDone(b->id, [&](const JobInfo&) { at_once.Notify(); }).ok());
+  EXPECT_TRUE(at_once.HasBeenNotified());
+  ASSERT_TRUE(manager_->Resume(b->id).ok());
+  ASSERT_TRUE(fake_.WaitStarts("block", 2));
+  ASSERT_TRUE(manager_->Cancel(b->id).ok());
+  EXPECT_EQ(WaitFinal(*manager_, b->id).state, JobState::kCancelled);
+  std::lock_guard<std::mutex> l(mu);
+  EXPECT_EQ(seen, std::vector<JobState>{JobState::kCancelled});  // once, not per change
+}
+
 TEST_F(JobManagerTest, JobsOfAnUnknownDatasetAreRefused) {
   EXPECT_EQ(manager_->Submit("nope", Select("quick")).status().code(), absl::StatusCode::kNotFound);
 }

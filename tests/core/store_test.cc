@@ -68,7 +68,7 @@ TEST_F(StoreTest, RollBackRemovesEveryRow) {
   ASSERT_TRUE(store_->AddItems("a", {{0, "x", "/x"}}).ok());
   auto unfinished = store_->UnfinishedDatasets();
   ASSERT_EQ(unfinished->size(), 1u);
-  EXPECT_EQ((*unfinished)[0].second, core::DatasetState::kRegistering);
+  EXPECT_EQ((*unfinished)[0].state, core::DatasetState::kRegistering);
   ASSERT_TRUE(store_->RemoveDataset("a").ok());
   EXPECT_TRUE(store_->UnfinishedDatasets()->empty());
   EXPECT_TRUE(store_->Items("a")->empty());
@@ -169,6 +169,79 @@ TEST_F(StoreTest, AHalfDoneDeletionCanBeContinued) {
   EXPECT_TRUE(store_->BeginDeleteDataset("a").ok());
   ASSERT_TRUE(store_->RemoveDataset("a").ok());
   EXPECT_EQ(store_->BeginDeleteDataset("a").status().code(), absl::StatusCode::kNotFound);
+}
+
+core::JobParams RegisterFrom(const std::string& path) {
+  core::RegisterParams p;
+  p.source_kind = core::SourceKind::kManifest;
+  p.path = path;
+  return p;
+}
+
+TEST_F(StoreTest, ARegisterJobReservesItsDatasetNameInTheSameTransaction) {
+  auto job = store_->CreateJob("r", RegisterFrom("/m.txt"));
+  ASSERT_TRUE(job.ok()) << job.status();
+  EXPECT_EQ(job->kind, core::JobKind::kRegister);
+  EXPECT_EQ(std::get<core::RegisterParams>(job->params).path, "/m.txt");
+  auto unfinished = store_->UnfinishedDatasets();
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].name, "r");
+  EXPECT_EQ((*unfinished)[0].state, core::DatasetState::kRegistering);
+  EXPECT_EQ((*unfinished)[0].registration_job_id, job->id);
+  EXPECT_EQ(store_->GetDataset("r").status().code(), absl::StatusCode::kNotFound);
+  // The name is taken for registrations of either kind, and a READY name refuses a
+  // REGISTER job without creating it.
+  EXPECT_EQ(store_->CreateJob("r", RegisterFrom("/n.txt")).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->ReserveDataset(Named("r")).code(), absl::StatusCode::kAlreadyExists);
+  AddReadyDataset(*store_, "ready");
+  EXPECT_EQ(store_->CreateJob("ready", RegisterFrom("/m.txt")).status().code(),
+            absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(store_->ListJobs("", JobState::kUnspecified, 10)->size(), 1u);
+  // Other jobs still need the dataset READY.
+  EXPECT_EQ(store_->CreateJob("r", core::EmbedParams{}).status().code(),
+            absl::StatusCode::kNotFound);
+  // The commit makes it visible, naming its job.
+  SetState(job->id, JobState::kQueued, JobState::kRunning);
+  ASSERT_TRUE(store_->CommitDataset("r", "/m.txt", 0, {}, "", {}).ok());
+  EXPECT_EQ(store_->GetDataset("r")->registration_job_id, job->id);
+}
+
+TEST_F(StoreTest, ARegisterJobCancelledWhileQueuedReleasesItsName) {
+  auto job = store_->CreateJob("r", RegisterFrom("/m.txt"));
+  ASSERT_TRUE(job.ok());
+  SetState(job->id, JobState::kQueued, JobState::kCancelled);
+  EXPECT_TRUE(store_->UnfinishedDatasets()->empty());
+  EXPECT_TRUE(store_->ReserveDataset(Named("r")).ok());
+  // A cancelled job of another kind leaves its READY dataset alone.
+  AddReadyDataset(*store_, "a");
+  auto embed = store_->CreateJob("a", core::EmbedParams{});
+  SetState(embed->id, JobState::kQueued, JobState::kCancelled);
+  EXPECT_TRUE(store_->GetDataset("a").ok());
+}
+
+TEST_F(StoreTest, ARegisterJobIsNotResumableAndItsRollBackKeepsIt) {
+  auto job = store_->CreateJob("r", RegisterFrom("/m.txt"));
+  ASSERT_TRUE(job.ok());
+  SetState(job->id, JobState::kQueued, JobState::kRunning);
+  ASSERT_TRUE(store_->AddItems("r", {{0, "x", "/x"}}).ok());
+  ASSERT_TRUE(store_->RemoveDataset("r", job->id).ok());
+  EXPECT_TRUE(store_->UnfinishedDatasets()->empty());
+  EXPECT_TRUE(store_->Items("r")->empty());
+  core::JobInfo failed = *store_->GetJob(job->id);
+  failed.error = "manifest.path: no items";
+  failed.error_code = static_cast<int>(absl::StatusCode::kInvalidArgument);
+  ASSERT_TRUE(store_->Transition(job->id, JobState::kRunning, JobState::kFailed, failed).ok());
+  auto stored = store_->GetJob(job->id);
+  ASSERT_TRUE(stored.ok());
+  EXPECT_EQ(stored->state, JobState::kFailed);
+  EXPECT_EQ(stored->error_code, static_cast<int>(absl::StatusCode::kInvalidArgument));
+  // Even with the name registered again (READY), the old job cannot be re-queued.
+  AddReadyDataset(*store_, "r");
+  auto resumed = store_->Transition(job->id, JobState::kFailed, JobState::kQueued, *stored);
+  EXPECT_EQ(resumed.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(resumed.message().find("cannot be resumed"), std::string::npos) << resumed;
+  EXPECT_EQ(store_->GetJob(job->id)->state, JobState::kFailed);
 }
 
 TEST_F(StoreTest, AnSqliteErrorIsInternalNotNoRows) {

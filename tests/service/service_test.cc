@@ -98,7 +98,8 @@ TEST_F(ServiceTest, DatasetsJobsSelectionAndPaging) {
     r.set_state(v1::SUCCEEDED);
     v1::ListJobsResponse resp;
     ASSERT_TRUE(stub->ListJobs(&c, r, &resp).ok());
-    EXPECT_EQ(resp.jobs_size(), 2);
+    EXPECT_EQ(resp.jobs_size(), 3);  // REGISTER, EMBED, SELECT
+    EXPECT_EQ(resp.jobs(2).kind(), v1::REGISTER);
   }
   {  // Cancel of a finished job is a no-op; resuming it is a precondition failure.
     grpc::ClientContext c;

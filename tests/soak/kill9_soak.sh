@@ -377,7 +377,7 @@ for run in reference soak; do
   bad=$(awk '$3 != "SUCCEEDED"' "$WORK/$run/jobs.txt")
   total=$(wc -l <"$WORK/$run/jobs.txt")
   ok=$(bool [ -z "$bad" ])
-  [ "$total" -eq 4 ] || ok=0
+  [ "$total" -eq 5 ] || ok=0  # REGISTER, EMBED, LEARN_PROMPT and two SELECTs
   result "(d) all jobs SUCCEEDED, $run" "$ok" "$total jobs${bad:+; not succeeded: $bad}"
 done
 ok=$(bool cmp -s "$R/dataset.txt" "$S/dataset.txt")
