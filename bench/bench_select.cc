@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <iostream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -49,12 +50,15 @@ struct Result {
   int picks = -1;
 };
 
+int g_threads = 1;
+
 Result InChild(const std::function<int()>& fn) {
   int fds[2];
   if (pipe(fds) != 0) return {};
   pid_t pid = fork();
   if (pid == 0) {
     close(fds[0]);
+    torch::set_num_threads(g_threads);
     auto t0 = std::chrono::steady_clock::now();
     int picks = fn();
     Result r;
@@ -97,7 +101,13 @@ torch::Tensor MakeData(int64_t n, int64_t d) {
 int main(int argc, char** argv) {
   updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
-  if (int t = absl::GetFlag(FLAGS_threads); t > 0) torch::set_num_threads(t);
+  // GNU OpenMP is not fork-safe: a thread team made in this process hangs the forked
+  // runs, so the parent stays single-threaded and each child sets its own count.
+  torch::set_num_threads(1);
+  const int threads = absl::GetFlag(FLAGS_threads) > 0
+                          ? absl::GetFlag(FLAGS_threads)
+                          : static_cast<int>(std::thread::hardware_concurrency());
+  g_threads = std::max(threads, 1);
   const int d = absl::GetFlag(FLAGS_d);
   std::printf("| N | B | strategy | seconds | peak RSS (MB) | picks |\n|---|---|---|---|---|---|\n");
   for (const auto& ns : absl::GetFlag(FLAGS_n)) {
@@ -117,7 +127,7 @@ int main(int argc, char** argv) {
           // The float16 matrix is read in place, block by block, as the server reads
           // its mapped chunk files.
           auto source = updp::select::FeatureSource::FromTensor(x, /*normalize=*/true);
-          updp::select::ThreadPool pool(absl::GetFlag(FLAGS_threads));
+          updp::select::ThreadPool pool(g_threads);
           const auto t0 = std::chrono::steady_clock::now();
           std::string last;
           auto phases = [&](const std::string& phase, double) {

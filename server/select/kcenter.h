@@ -22,8 +22,9 @@ struct KCenterParameters {
 };
 
 struct KCenterStats {
-  int64_t refreshed_rows = 0;  // row-centre updates done lazily
+  int64_t refreshed_rows = 0;  // row refreshes done lazily (each against its pending centres)
   int64_t full_passes = 0;
+  int64_t row_centre_products = 0;  // distances computed in all (N * picks without laziness)
 };
 
 // Memory: O(N) scalars (bound, refresh mark, heap) + the picked centres.
