@@ -16,6 +16,7 @@
 #include "server/app/app.h"
 #include "server/core/metrics.h"
 #include "server/util/flags_help.h"
+#include "server/util/openmp_env.h"
 
 ABSL_FLAG(int, port, 50051, "gRPC port");
 ABSL_FLAG(std::string, host, "0.0.0.0", "gRPC listen address");
@@ -60,6 +61,7 @@ ABSL_FLAG(int, rpc_threads, 8,
 ABSL_FLAG(int, rpc_queue, 256, "queued request work beyond which calls get RESOURCE_EXHAUSTED");
 
 int main(int argc, char** argv) {
+  updp::PreferPassiveOpenMp(argv);  // before any OpenMP work; see openmp_env.h
   absl::SetProgramUsageMessage("updp-server --data_dir DIR --model_dir DIR --allowed_roots A,B");
   updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);

@@ -47,6 +47,7 @@
 #include "server/updp/prompt_learner.h"
 #include "tools/fmnist_lib.h"
 #include "server/util/flags_help.h"
+#include "server/util/openmp_env.h"
 
 ABSL_FLAG(std::string, train_features, "", ".npy [N,D] float32/float16");
 ABSL_FLAG(std::string, train_labels, "", ".npy [N] int64");
@@ -280,6 +281,7 @@ ModelFeatures ComputeModelFeatures(const updp::tools::FashionMnist& tr, const up
 }  // namespace
 
 int main(int argc, char** argv) {
+  updp::PreferPassiveOpenMp(argv);  // before any OpenMP work; see openmp_env.h
   updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   torch::Tensor xtr, ytr, xte, yte, xsel;

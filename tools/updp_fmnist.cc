@@ -8,6 +8,7 @@
 #include "absl/flags/parse.h"
 #include "tools/fmnist_lib.h"
 #include "server/util/flags_help.h"
+#include "server/util/openmp_env.h"
 
 ABSL_FLAG(std::string, out, "", "output folder");
 ABSL_FLAG(std::string, split, "train", "train | test");
@@ -15,6 +16,7 @@ ABSL_FLAG(int, limit, 0, "number of images (0 = all)");
 ABSL_FLAG(int, offset, 0, "first image");
 
 int main(int argc, char** argv) {
+  updp::PreferPassiveOpenMp(argv);  // before any OpenMP work; see openmp_env.h
   updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_out).empty()) {

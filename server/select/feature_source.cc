@@ -1,8 +1,10 @@
 #include "server/select/feature_source.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include <immintrin.h>
 
@@ -160,6 +162,68 @@ torch::Tensor FeatureSource::Gather(const std::vector<int64_t>& rows, ThreadPool
     range(0, m);
   }
   return out;
+}
+
+namespace {
+
+// True when any of the d values at p has its exponent bits all set (NaN or infinity).
+// Plain integer loops: the compiler vectorises them.
+template <typename Bits>
+bool AnyNonFinite(const Bits* p, int64_t d, Bits exponent) {
+  Bits bad = 0;
+  for (int64_t k = 0; k < d; ++k) bad |= static_cast<Bits>((p[k] & exponent) == exponent);
+  return bad != 0;
+}
+
+}  // namespace
+
+int64_t FeatureSource::FirstNonFiniteRow(ThreadPool* pool) const {
+  std::atomic<int64_t> first{-1};
+  auto scan = [&](int64_t lo, int64_t hi) {  // global rows [lo, hi)
+    for (int64_t r = lo; r < hi; ++r) {
+      const Part& p = PartOf(r);
+      const int64_t end = std::min(hi, p.begin + p.t.size(0));
+      for (; r < end; ++r) {
+        const int64_t local = r - p.begin;
+        bool bad;
+        switch (dtype_) {
+          case torch::kFloat16:
+            bad = AnyNonFinite<uint16_t>(
+                reinterpret_cast<const uint16_t*>(p.t.data_ptr()) + local * dim_, dim_, 0x7C00);
+            break;
+          case torch::kBFloat16:
+            bad = AnyNonFinite<uint16_t>(
+                reinterpret_cast<const uint16_t*>(p.t.data_ptr()) + local * dim_, dim_, 0x7F80);
+            break;
+          case torch::kFloat32:
+            bad = AnyNonFinite<uint32_t>(
+                reinterpret_cast<const uint32_t*>(p.t.data_ptr()) + local * dim_, dim_,
+                0x7F800000u);
+            break;
+          default: {  // float64: also values that overflow float32 when read
+            const double* v = p.t.data_ptr<double>() + local * dim_;
+            bad = false;
+            for (int64_t k = 0; k < dim_; ++k) {
+              bad |= !(std::fabs(v[k]) <= std::numeric_limits<float>::max());
+            }
+          }
+        }
+        if (bad) {
+          int64_t cur = first.load();
+          while ((cur < 0 || r < cur) && !first.compare_exchange_weak(cur, r)) {
+          }
+          return;  // later rows of this range cannot be earlier
+        }
+      }
+      --r;  // the outer loop's increment moves to the next part
+    }
+  };
+  if (pool != nullptr && rows_ > kBlockRows) {
+    pool->ParallelRanges(rows_, scan);
+  } else {
+    scan(0, rows_);
+  }
+  return first.load();
 }
 
 }  // namespace updp::select

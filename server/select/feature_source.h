@@ -48,6 +48,9 @@ class FeatureSource {
   torch::Tensor Gather(const std::vector<int64_t>& rows, ThreadPool* pool = nullptr) const;
   // Row r as float32 into out[0..D).
   void Row(int64_t r, float* out) const;
+  // The first row holding a NaN or an infinity, or -1: the raw values' exponent bits
+  // are tested in place (no conversion), in parallel over `pool` when given.
+  int64_t FirstNonFiniteRow(ThreadPool* pool = nullptr) const;
 
  private:
   struct Part {

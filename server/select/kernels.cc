@@ -148,6 +148,34 @@ OfferFn BestOffer() {
 
 }  // namespace
 
+namespace {
+
+inline void OfferSmallest(float value, int64_t k, float* heap) {
+  if (value < heap[0]) {
+    std::pop_heap(heap, heap + k);
+    heap[k - 1] = value;
+    std::push_heap(heap, heap + k);
+  }
+}
+
+// Eight values at a time against the heap's top; only the lanes below it are offered
+// (in order, so the result is the scalar loop's).
+__attribute__((target("avx2"))) void SmallestKAvx2(const float* v, int64_t n, int64_t k,
+                                                   float* heap) {
+  int64_t i = k;
+  for (; i + 8 <= n; i += 8) {
+    int mask = _mm256_movemask_ps(
+        _mm256_cmp_ps(_mm256_loadu_ps(v + i), _mm256_set1_ps(heap[0]), _CMP_LT_OQ));
+    while (mask != 0) {
+      OfferSmallest(v[i + __builtin_ctz(mask)], k, heap);
+      mask &= mask - 1;
+    }
+  }
+  for (; i < n; ++i) OfferSmallest(v[i], k, heap);
+}
+
+}  // namespace
+
 void SmallestK(const float* v, int64_t n, int64_t k, float* out) {
   // A max-heap of the k smallest so far: after the first few rows most values fail
   // the one comparison with its top.
@@ -155,13 +183,9 @@ void SmallestK(const float* v, int64_t n, int64_t k, float* out) {
   if (k <= 0) return;
   std::copy(v, v + k, out);
   std::make_heap(out, out + k);
-  for (int64_t i = k; i < n; ++i) {
-    if (v[i] < out[0]) {
-      std::pop_heap(out, out + k);
-      out[k - 1] = v[i];
-      std::push_heap(out, out + k);
-    }
-  }
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return SmallestKAvx2(v, n, k, out);
+  for (int64_t i = k; i < n; ++i) OfferSmallest(v[i], k, out);
 }
 
 ScanResult NearestScan(const FeatureSource& x, const torch::Tensor& centroids,
@@ -194,6 +218,8 @@ ScanResult NearestScan(const FeatureSource& x, const torch::Tensor& centroids,
   const OfferFn offer = BestOffer();
   std::vector<int64_t> block_assign;
   std::vector<double> block_dist;
+  torch::Tensor block_sums;
+  if (req.accumulate) block_sums = torch::zeros({k, d});
   for (const auto& [begin, len] : x.BlockRanges()) {
     if (cancelled && cancelled()) {
       out.cancelled = true;
@@ -231,7 +257,10 @@ ScanResult NearestScan(const FeatureSource& x, const torch::Tensor& centroids,
       }
     }
     if (req.accumulate) {
-      out.sums.index_add_(0, torch::tensor(block_assign, torch::kLong), xb.to(torch::kFloat64));
+      // A block's sums in float (at most 4,096 rows each), the running total in double:
+      // one [K, D] conversion per block instead of one per row.
+      block_sums.zero_().index_add_(0, torch::tensor(block_assign, torch::kLong), xb);
+      out.sums.add_(block_sums);
       for (int64_t r = 0; r < len; ++r) ++out.counts[block_assign[r]];
     }
   }
@@ -329,17 +358,11 @@ std::vector<int64_t> RandomSample(int64_t n, int64_t k, std::mt19937_64& rng) {
   return out;
 }
 
-absl::Status CheckFinite(const FeatureSource& x) {
-  absl::Status status;
+absl::Status CheckFinite(const FeatureSource& x, ThreadPool* pool) {
   // Raw values: a NaN or Inf survives normalisation as NaN, so either reading works.
-  x.ForEachBlock([&](int64_t begin, const torch::Tensor& b) {
-    torch::Tensor bad = torch::logical_not(torch::isfinite(b)).any(1);
-    if (!bad.any().item<bool>()) return true;
-    const int64_t row = begin + bad.nonzero()[0][0].item<int64_t>();
-    status = absl::InvalidArgumentError(absl::StrCat("features: row ", row, " contains NaN or Inf"));
-    return false;
-  });
-  return status;
+  const int64_t row = x.FirstNonFiniteRow(pool);
+  if (row < 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("features: row ", row, " contains NaN or Inf"));
 }
 
 void FillRandom(std::vector<Pick>& picks, int64_t want, const std::vector<char>& excluded,

@@ -66,7 +66,7 @@ void SmallestK(const float* v, int64_t n, int64_t k, float* out);
 std::vector<int64_t> RandomSample(int64_t n, int64_t k, std::mt19937_64& rng);
 
 // INVALID_ARGUMENT naming the first row holding NaN or Inf.
-absl::Status CheckFinite(const FeatureSource& x);
+absl::Status CheckFinite(const FeatureSource& x, ThreadPool* pool = nullptr);
 
 // Tops `picks` up with random rows that are neither excluded nor picked.
 void FillRandom(std::vector<Pick>& picks, int64_t want, const std::vector<char>& excluded,

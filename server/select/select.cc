@@ -34,7 +34,7 @@ absl::StatusOr<std::vector<Pick>> Select(const FeatureSource& features, const Se
   if (want <= 0) return std::vector<Pick>{};
   torch::NoGradGuard no_grad;
   const FeatureSource x = features.WithNormalize(opt.normalize);
-  if (auto s = CheckFinite(x); !s.ok()) return s;
+  if (auto s = CheckFinite(x, &pool); !s.ok()) return s;
   std::mt19937_64 rng(opt.seed);
   StrategyContext ctx{x, opt, want, excluded, n_labeled, pool, rng, progress, cancelled};
   std::vector<Pick> picks = run(ctx);
