@@ -150,42 +150,63 @@ OfferFn BestOffer() {
 
 namespace {
 
-inline void OfferSmallest(float value, int64_t k, float* heap) {
-  if (value < heap[0]) {
-    std::pop_heap(heap, heap + k);
-    heap[k - 1] = value;
-    std::push_heap(heap, heap + k);
-  }
-}
-
-// Eight values at a time against the heap's top; only the lanes below it are offered
-// (in order, so the result is the scalar loop's).
-__attribute__((target("avx2"))) void SmallestKAvx2(const float* v, int64_t n, int64_t k,
-                                                   float* heap) {
-  int64_t i = k;
+// Appends every v[i] <= bound to cand; eight values per compare.
+__attribute__((target("avx2"))) void CollectAtMostAvx2(const float* v, int64_t n, float bound,
+                                                       std::vector<float>& cand) {
+  const __m256 b = _mm256_set1_ps(bound);
+  int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    int mask = _mm256_movemask_ps(
-        _mm256_cmp_ps(_mm256_loadu_ps(v + i), _mm256_set1_ps(heap[0]), _CMP_LT_OQ));
+    int mask = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(v + i), b, _CMP_LE_OQ));
     while (mask != 0) {
-      OfferSmallest(v[i + __builtin_ctz(mask)], k, heap);
+      cand.push_back(v[i + __builtin_ctz(mask)]);
       mask &= mask - 1;
     }
   }
-  for (; i < n; ++i) OfferSmallest(v[i], k, heap);
+  for (; i < n; ++i) {
+    if (v[i] <= bound) cand.push_back(v[i]);
+  }
+}
+
+void CollectAtMost(const float* v, int64_t n, float bound, std::vector<float>& cand) {
+  static const bool avx2 = __builtin_cpu_supports("avx2");
+  if (avx2) return CollectAtMostAvx2(v, n, bound, cand);
+  for (int64_t i = 0; i < n; ++i) {
+    if (v[i] <= bound) cand.push_back(v[i]);
+  }
 }
 
 }  // namespace
 
 void SmallestK(const float* v, int64_t n, int64_t k, float* out) {
-  // A max-heap of the k smallest so far: after the first few rows most values fail
-  // the one comparison with its top.
   k = std::min(k, n);
   if (k <= 0) return;
-  std::copy(v, v + k, out);
-  std::make_heap(out, out + k);
-  static const bool avx2 = __builtin_cpu_supports("avx2");
-  if (avx2) return SmallestKAvx2(v, n, k, out);
-  for (int64_t i = k; i < n; ++i) OfferSmallest(v[i], k, out);
+  thread_local std::vector<float> cand;
+  cand.clear();
+  if (n < 4 * k) {
+    cand.assign(v, v + n);
+  } else {
+    // Split v into k groups: the largest of the k group minima is an upper bound of
+    // the k-th smallest value (k values are at most it), so only the values up to it
+    // can be among the k smallest. Branch-free passes instead of a heap that
+    // mispredicts on every insertion.
+    float bound = -kInf;
+    for (int64_t j = 0; j < k; ++j) {
+      float m = kInf;
+      for (int64_t i = j * n / k; i < (j + 1) * n / k; ++i) m = std::min(m, v[i]);
+      bound = std::max(bound, m);
+    }
+    CollectAtMost(v, n, bound, cand);
+  }
+  if (static_cast<int64_t>(cand.size()) < k) {  // NaNs in v: no bound holds; sort all
+    cand.assign(v, v + n);
+    std::sort(cand.begin(), cand.end(), [](float a, float b) {
+      return std::isnan(b) ? !std::isnan(a) : a < b;
+    });
+  } else {
+    std::nth_element(cand.begin(), cand.begin() + (k - 1), cand.end());
+  }
+  std::copy(cand.begin(), cand.begin() + k, out);
+  std::sort(out, out + k);
 }
 
 ScanResult NearestScan(const FeatureSource& x, const torch::Tensor& centroids,

@@ -59,7 +59,7 @@ torch::Tensor SqDist(const torch::Tensor& a, const torch::Tensor& b);
 torch::Tensor MeanKnnDistance(const torch::Tensor& q, const torch::Tensor& ref, int k,
                               bool self_included, ThreadPool& pool);
 
-// The k smallest of v[0..n) into out[0..k), in no particular order.
+// The k smallest of v[0..n) into out[0..k), ascending.
 void SmallestK(const float* v, int64_t n, int64_t k, float* out);
 
 // k distinct values of [0, n), sorted (Floyd's algorithm: no permutation of n).
