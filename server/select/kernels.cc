@@ -218,6 +218,7 @@ ScanResult NearestScan(const FeatureSource& x, const torch::Tensor& centroids,
     out.assign.assign(n, 0);
     out.dist.assign(n, 0.0f);
   }
+  if (req.second) out.dist2.assign(n, kInf);
   if (req.accumulate) {
     out.sums = torch::zeros({k, d}, torch::kFloat64);
     out.counts.assign(k, 0);
@@ -255,15 +256,22 @@ ScanResult NearestScan(const FeatureSource& x, const torch::Tensor& centroids,
       const int64_t sl = std::min(kScanRows, len - sb);
       torch::Tensor s = buf.narrow(0, 0, sl);
       torch::addmm_out(s, cc, xb.narrow(0, sb, sl), ct, /*beta=*/1.0, /*alpha=*/-2.0);
-      const float* sp = s.data_ptr<float>();
+      float* sp = s.data_ptr<float>();
       const int64_t row0 = begin + sb;
       pool.ParallelFor(parts, [&](int64_t t) {
         for (int64_t r = sl * t / parts; r < sl * (t + 1) / parts; ++r) {
-          const float* row = sp + r * k;
+          float* row = sp + r * k;
           float bv;
           const int64_t best = argmin(row, k, &bv);
           block_assign[sb + r] = best;
           block_dist[sb + r] = std::max(0.0f, bv + xp[sb + r]);
+          if (req.second && k > 1) {  // the minimum with the nearest masked out
+            row[best] = kInf;
+            float b2;
+            argmin(row, k, &b2);
+            row[best] = bv;
+            out.dist2[row0 + r] = std::max(0.0f, b2 + xp[sb + r]);
+          }
           if (top > 0 && !(req.excluded && (*req.excluded)[row0 + r])) {
             offer(row, k, xp[sb + r], row0 + r, tops[t]);
           }

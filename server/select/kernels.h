@@ -26,11 +26,13 @@ struct ScanRequest {
   int top_per_centroid = 0; // the nearest non-excluded rows of every centroid
   const std::vector<char>* excluded = nullptr;  // rows left out of the per-centroid lists
   bool accumulate = false;  // per-centroid sums and counts of the assigned rows (Lloyd)
+  bool second = false;      // also every row's squared distance to its second-nearest
 };
 
 struct ScanResult {
   std::vector<int32_t> assign;  // [N] when asked
   std::vector<float> dist;      // [N] squared distance to the assigned centroid
+  std::vector<float> dist2;     // [N] to the second-nearest centroid, when asked
   // Per centroid, ascending (squared distance, row), at most top_per_centroid.
   std::vector<std::vector<std::pair<float, int64_t>>> top;
   torch::Tensor sums;           // [K, D] float64 when accumulating

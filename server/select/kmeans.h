@@ -29,6 +29,13 @@ struct KMeansParameters {
   // rows (full mode).
   int init_points_per_centroid = 16;
   int64_t full_init_max_points = 100000;
+  // Sampled mode: keep a row's centroid without searching when it provably has not
+  // changed (Hamerly's bounds: its exact distance to that centroid, from one dot
+  // product, is below a lower bound of its distance to every other centroid, the
+  // second-nearest distance of its last search minus the largest centroid move
+  // since). Same assignments as searching every row, at a fraction of the GEMM work
+  // once the centroids settle.
+  bool bounds = true;
 };
 
 struct KMeansIterationStats {
@@ -36,6 +43,7 @@ struct KMeansIterationStats {
   double objective = 0;  // inertia: sum of squared distances to the nearest centroid
   double seconds = 0;    // since the start of training
   int64_t points = 0;    // rows the iteration assigned
+  int64_t searched = 0;  // of those, rows compared with every centroid (see bounds)
   int empty_reseeded = 0;
 };
 

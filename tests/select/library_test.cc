@@ -258,6 +258,30 @@ TEST_F(KMeansChunks, StreamedChunksGiveTheSamePicksAsOneMatrix) {
   }
 }
 
+TEST(KMeans, BoundsKeepTheAssignmentsAndSearchFewerRows) {
+  torch::Tensor x = Clustered(20000, 32, 40, 4);
+  auto src = *FeatureSource::FromTensor(x, true);
+  ThreadPool pool(2);
+  KMeansParameters p;
+  p.full_max_work = 0;  // sampled mode: 40 * 256 rows
+  p.niter = 12;
+  KMeansResult with = TrainKMeans(src, 40, p, 3, pool);
+  p.bounds = false;
+  KMeansResult without = TrainKMeans(src, 40, p, 3, pool);
+  ASSERT_EQ(with.stats.size(), without.stats.size());
+  EXPECT_TRUE(torch::allclose(with.centroids, without.centroids, 1e-5, 1e-6));
+  int64_t searched = 0, points = 0;
+  for (size_t i = 0; i < with.stats.size(); ++i) {
+    EXPECT_NEAR(with.stats[i].objective, without.stats[i].objective,
+                1e-4 * without.stats[i].objective) << i;
+    EXPECT_EQ(without.stats[i].searched, without.stats[i].points);
+    searched += with.stats[i].searched;
+    points += with.stats[i].points;
+  }
+  EXPECT_EQ(with.stats[0].searched, with.stats[0].points);  // no bounds yet
+  EXPECT_LT(searched, points / 2);
+}
+
 TEST(KCenter, LazyIsExactAndDoesLessWork) {
   torch::Tensor x = Clustered(6000, 16, 50, 8);
   auto src = *FeatureSource::FromTensor(x, true);
