@@ -27,6 +27,9 @@ RUN apt-get update -qq \
  && mkdir -p /data /models /images && chown updp /data
 COPY --from=build /out/bin/ /usr/local/bin/
 USER 10001
+# Idle OpenMP threads sleep instead of spinning against the selection pool (the server
+# would otherwise re-execute itself once to set this; see server/util/openmp_env.h).
+ENV OMP_WAIT_POLICY=PASSIVE
 VOLUME ["/data", "/models"]
 EXPOSE 50051 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s --retries=3 \
