@@ -156,20 +156,22 @@ class BoundedAssign {
     const torch::Tensor cmn = cm.pow(2).sum(1).unsqueeze(0);
     const int64_t* mv = movers.data_ptr<int64_t>();
     pool_.ParallelRanges(m_, [&](int64_t lo, int64_t hi) {
-      if (lo >= hi) return;
-      // [rows, movers] squared distances for this range, one GEMM.
-      const torch::Tensor dq = torch::addmm(cmn, x_.narrow(0, lo, hi - lo), cm.t(), 1.0, -2.0);
-      const float* dp = dq.data_ptr<float>();
-      for (int64_t i = lo; i < hi; ++i) {
-        float l = lower_[i];
-        if (l < 0) continue;
-        l -= rest;
-        for (int64_t j = 0; j < nd; ++j) {
-          if (mv[j] == a_[i]) continue;
-          const float dsq = std::max(0.0f, dp[(i - lo) * nd + j] + xx_[i]);
-          l = std::min(l, std::sqrt(dsq));
+      for (int64_t b = lo; b < hi; b += FeatureSource::kBlockRows) {
+        const int64_t len = std::min(FeatureSource::kBlockRows, hi - b);
+        // [rows, movers] squared distances for one block, one GEMM.
+        const torch::Tensor dq = torch::addmm(cmn, x_.narrow(0, b, len), cm.t(), 1.0, -2.0);
+        const float* dp = dq.data_ptr<float>();
+        for (int64_t i = b; i < b + len; ++i) {
+          float l = lower_[i];
+          if (l < 0) continue;
+          l -= rest;
+          for (int64_t j = 0; j < nd; ++j) {
+            if (mv[j] == a_[i]) continue;
+            const float dsq = std::max(0.0f, dp[(i - b) * nd + j] + xx_[i]);
+            l = std::min(l, std::sqrt(dsq));
+          }
+          lower_[i] = l >= 0 ? l : -1.0f;
         }
-        lower_[i] = l >= 0 ? l : -1.0f;
       }
     });
   }
