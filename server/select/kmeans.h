@@ -56,7 +56,8 @@ struct KMeansResult {
 };
 
 // Memory: O(K * D) centroids and sums, the sample (max_points_per_centroid * K * D
-// floats) in sampled mode, O(N) scalars in full mode, plus one block.
+// floats) and four scalars per sample row for the bounds in sampled mode, O(N) scalars
+// in full mode, plus one block.
 KMeansResult TrainKMeans(const FeatureSource& x, int64_t k, const KMeansParameters& p,
                          uint64_t seed, ThreadPool& pool, const CancelledFn& cancelled = nullptr);
 
