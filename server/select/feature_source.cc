@@ -1,12 +1,12 @@
 #include "server/select/feature_source.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
-
-#include <immintrin.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -28,9 +28,9 @@ absl::StatusOr<FeatureSource> FeatureSource::Create(std::vector<torch::Tensor> p
           absl::StrCat("features: dtype ", c10::toString(dt), " is not a floating type"));
     }
     if (!first && (t.size(1) != s.dim_ || dt != s.dtype_)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("features: parts disagree (", t.size(1), " columns of ", c10::toString(dt),
-                       " after ", s.dim_, " of ", c10::toString(s.dtype_), ")"));
+      return absl::InvalidArgumentError(absl::StrCat("features: parts disagree (", t.size(1),
+                                                     " columns of ", c10::toString(dt), " after ",
+                                                     s.dim_, " of ", c10::toString(s.dtype_), ")"));
     }
     first = false;
     s.dim_ = t.size(1);
@@ -177,45 +177,37 @@ bool AnyNonFinite(const Bits* p, int64_t d, Bits exponent) {
 
 }  // namespace
 
+bool FeatureSource::RowHasNonFinite(const Part& p, int64_t local) const {
+  const char* row = static_cast<const char*>(p.t.data_ptr()) + local * dim_ * p.t.element_size();
+  switch (dtype_) {
+    case torch::kFloat16:
+      return AnyNonFinite<uint16_t>(reinterpret_cast<const uint16_t*>(row), dim_, 0x7C00);
+    case torch::kBFloat16:
+      return AnyNonFinite<uint16_t>(reinterpret_cast<const uint16_t*>(row), dim_, 0x7F80);
+    case torch::kFloat32:
+      return AnyNonFinite<uint32_t>(reinterpret_cast<const uint32_t*>(row), dim_, 0x7F800000u);
+    default: {  // float64: also values that overflow float32 when read
+      const double* v = reinterpret_cast<const double*>(row);
+      bool bad = false;
+      for (int64_t k = 0; k < dim_; ++k)
+        bad |= !(std::fabs(v[k]) <= std::numeric_limits<float>::max());
+      return bad;
+    }
+  }
+}
+
 int64_t FeatureSource::FirstNonFiniteRow(ThreadPool* pool) const {
   std::atomic<int64_t> first{-1};
-  auto scan = [&](int64_t lo, int64_t hi) {  // global rows [lo, hi)
-    for (int64_t r = lo; r < hi; ++r) {
-      const Part& p = PartOf(r);
+  auto scan = [&](int64_t lo, int64_t hi) {  // global rows [lo, hi), part by part
+    for (const Part& p : parts_) {
       const int64_t end = std::min(hi, p.begin + p.t.size(0));
-      for (; r < end; ++r) {
-        const int64_t local = r - p.begin;
-        bool bad;
-        switch (dtype_) {
-          case torch::kFloat16:
-            bad = AnyNonFinite<uint16_t>(
-                reinterpret_cast<const uint16_t*>(p.t.data_ptr()) + local * dim_, dim_, 0x7C00);
-            break;
-          case torch::kBFloat16:
-            bad = AnyNonFinite<uint16_t>(
-                reinterpret_cast<const uint16_t*>(p.t.data_ptr()) + local * dim_, dim_, 0x7F80);
-            break;
-          case torch::kFloat32:
-            bad = AnyNonFinite<uint32_t>(
-                reinterpret_cast<const uint32_t*>(p.t.data_ptr()) + local * dim_, dim_,
-                0x7F800000u);
-            break;
-          default: {  // float64: also values that overflow float32 when read
-            const double* v = p.t.data_ptr<double>() + local * dim_;
-            bad = false;
-            for (int64_t k = 0; k < dim_; ++k) {
-              bad |= !(std::fabs(v[k]) <= std::numeric_limits<float>::max());
-            }
-          }
+      for (int64_t r = std::max(lo, p.begin); r < end; ++r) {
+        if (!RowHasNonFinite(p, r - p.begin)) continue;
+        int64_t cur = first.load();
+        while ((cur < 0 || r < cur) && !first.compare_exchange_weak(cur, r)) {
         }
-        if (bad) {
-          int64_t cur = first.load();
-          while ((cur < 0 || r < cur) && !first.compare_exchange_weak(cur, r)) {
-          }
-          return;  // later rows of this range cannot be earlier
-        }
+        return;  // later rows of this range cannot be earlier
       }
-      --r;  // the outer loop's increment moves to the next part
     }
   };
   if (pool != nullptr && rows_ > kBlockRows) {

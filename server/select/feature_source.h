@@ -59,6 +59,7 @@ class FeatureSource {
   };
   const Part& PartOf(int64_t row) const;
   void ConvertRow(const Part& p, int64_t local, float* out) const;
+  bool RowHasNonFinite(const Part& p, int64_t local) const;
 
   std::vector<Part> parts_;
   int64_t rows_ = 0, dim_ = 0;

@@ -15,14 +15,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  return 1
-}
+# shellcheck source=scripts/lib/free_port.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/free_port.sh"
 GRPC=$(free_port); METRICS=$(free_port); PROM=$(free_port)
 
 "$BUILD/updp-make-test-model" --out "$WORK/model" --preset tiny >/dev/null

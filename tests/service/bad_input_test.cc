@@ -98,19 +98,8 @@ TEST_F(BadInputTest, CorruptImagesAreSkippedCountedAndListed) {
   EXPECT_EQ(d.failed_items(0).item_id(), "broken.png");
   EXPECT_NE(d.failed_items(0).error().find("broken.png"), std::string::npos);
   // Selection works on the 10 good images; never picks a failed one.
-  v1::SelectRequest sr;
-  sr.set_dataset("mixed");
-  sr.set_strategy("kcenter");
-  sr.set_budget(50);
-  grpc::ClientContext sc;
-  v1::Job job;
-  ASSERT_TRUE(server_->stub()->Select(&sc, sr, &job).ok());
-  ASSERT_EQ(server_->WaitJob(job.job_id()).state(), v1::SUCCEEDED);
-  grpc::ClientContext gc;
-  v1::GetSelectionRequest gr;
-  gr.set_job_id(job.job_id());
   v1::GetSelectionResponse picks;
-  ASSERT_TRUE(server_->stub()->GetSelection(&gc, gr, &picks).ok());
+  ASSERT_TRUE(server_->SelectAndGet("mixed", "kcenter", 50, &picks));
   EXPECT_EQ(picks.total(), 10);  // every good image, no failed one, despite B = 50
   for (const auto& it : picks.items()) {
     EXPECT_NE(it.item_id(), "broken.png");

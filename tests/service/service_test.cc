@@ -217,19 +217,8 @@ TEST_F(ServiceTest, BringYourOwnEmbeddings) {
     v1::Job j;
     EXPECT_EQ(server_->stub()->StartEmbedding(&ec, er, &j).error_code(), grpc::FAILED_PRECONDITION);
   }
-  v1::SelectRequest sr;
-  sr.set_dataset("byo");
-  sr.set_strategy("typiclust");
-  sr.set_budget(4);
-  v1::Job sel;
-  grpc::ClientContext sc;
-  ASSERT_TRUE(server_->stub()->Select(&sc, sr, &sel).ok());
-  ASSERT_EQ(server_->WaitJob(sel.job_id()).state(), v1::SUCCEEDED);
-  grpc::ClientContext gc;
-  v1::GetSelectionRequest gr;
-  gr.set_job_id(sel.job_id());
   v1::GetSelectionResponse resp;
-  ASSERT_TRUE(server_->stub()->GetSelection(&gc, gr, &resp).ok());
+  ASSERT_TRUE(server_->SelectAndGet("byo", "typiclust", 4, &resp));
   std::set<int> blobs;
   for (const auto& it : resp.items()) blobs.insert(std::stoi(it.item_id().substr(5)) / 25);
   EXPECT_EQ(blobs.size(), 4u);  // one pick per cluster
@@ -257,19 +246,8 @@ TEST_F(ServiceTest, Float64EmbeddingsAreImportedInSeveralChunks) {
   }
   EXPECT_FALSE(fs::exists(dir + "chunk_000004.safetensors"));
   EXPECT_TRUE(torch::equal(back, x.to(torch::kFloat32)));
-  v1::SelectRequest sr;
-  sr.set_dataset("byo64");
-  sr.set_strategy("typiclust");
-  sr.set_budget(4);
-  v1::Job sel;
-  grpc::ClientContext sc;
-  ASSERT_TRUE(server_->stub()->Select(&sc, sr, &sel).ok());
-  ASSERT_EQ(server_->WaitJob(sel.job_id()).state(), v1::SUCCEEDED);
-  grpc::ClientContext gc;
-  v1::GetSelectionRequest gr;
-  gr.set_job_id(sel.job_id());
   v1::GetSelectionResponse resp;
-  ASSERT_TRUE(server_->stub()->GetSelection(&gc, gr, &resp).ok());
+  ASSERT_TRUE(server_->SelectAndGet("byo64", "typiclust", 4, &resp));
   std::set<int> blobs;
   for (const auto& it : resp.items()) blobs.insert(std::stoi(it.item_id()) / 25);
   EXPECT_EQ(blobs.size(), 4u);  // one pick per cluster, rows from every chunk

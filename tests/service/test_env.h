@@ -170,6 +170,33 @@ class Server {
     EXPECT_TRUE(stub_->GetJob(&c, r, &j).ok());
     return j;
   }
+  // Starts a SELECT job, follows it to its end and fetches the selection; false (the
+  // failing step recorded) when any step fails.
+  bool SelectAndGet(const std::string& ds, const std::string& strategy, int budget,
+                    v1::GetSelectionResponse* out) {
+    v1::SelectRequest sr;
+    sr.set_dataset(ds);
+    sr.set_strategy(strategy);
+    sr.set_budget(budget);
+    grpc::ClientContext sc;
+    v1::Job job;
+    if (auto s = stub_->Select(&sc, sr, &job); !s.ok()) {
+      ADD_FAILURE() << "Select: " << s.error_message();
+      return false;
+    }
+    if (const v1::Job done = WaitJob(job.job_id()); done.state() != v1::SUCCEEDED) {
+      ADD_FAILURE() << "select job " << v1::JobState_Name(done.state()) << ": " << done.error();
+      return false;
+    }
+    grpc::ClientContext gc;
+    v1::GetSelectionRequest gr;
+    gr.set_job_id(job.job_id());
+    if (auto s = stub_->GetSelection(&gc, gr, out); !s.ok()) {
+      ADD_FAILURE() << "GetSelection: " << s.error_message();
+      return false;
+    }
+    return true;
+  }
   // Follows the job with WatchJob until its final event (or `timeout_s`).
   v1::Job WaitJob(const std::string& id, double timeout_s = 300) {
     grpc::ClientContext c;

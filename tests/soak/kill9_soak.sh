@@ -89,14 +89,8 @@ check_deadline() {
   [ $((SECONDS - T0)) -lt "$SOAK_TIMEOUT" ] || die "over SOAK_TIMEOUT=${SOAK_TIMEOUT}s ($*)"
 }
 
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 30000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  return 1
-}
+# shellcheck source=scripts/lib/free_port.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/free_port.sh"
 
 ctl() { timeout 20 "$CTL_BIN" --addr "127.0.0.1:$PORT" "$@"; }
 
