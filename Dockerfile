@@ -14,7 +14,8 @@ COPY . .
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends sudo ca-certificates \
  && UPDP_BUILD_JOBS=4 scripts/setup.sh \
  && mkdir -p /out/bin \
- && cp build/updp-server build/updpctl build/updp-make-test-model build/updp-parity /out/bin/
+ && cp build/updp-server build/updpctl build/updp-embed-shard build/updp-make-test-model \
+      build/updp-parity /out/bin/
 
 FROM debian:12 AS runtime
 RUN apt-get update -qq \

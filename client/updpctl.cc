@@ -4,6 +4,8 @@
 //   dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
 //                    [--async]
 //   dataset list | show NAME | delete NAME
+//   dataset items NAME [--out FILE|-]
+//   dataset attach-features NAME --from DIR [--async]
 //   embed DATASET [--batch-size N] [--wait]
 //   prompt learn DATASET --name P [--epochs N] [--clusters K] [--budget B] [--context M]
 //                [--batch-size N] [--lr X] [--views V] [--seed S] [--max-items N] [--wait]
@@ -15,8 +17,9 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -28,8 +31,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "client/client_lib.h"
-#include "server/select/names.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
+#include "server/select/names.h"
+#include "server/util/shard_format.h"
 
 namespace {
 
@@ -39,6 +43,8 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
   dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
                    [--async]   (progress on stderr; --async: print the job id and return)
   dataset list | show NAME | delete NAME
+  dataset items NAME [--out FILE|-]    (the item list for updp-embed-shard, JSON Lines)
+  dataset attach-features NAME --from DIR [--async]   (updp-embed-shard output, in place)
   embed DATASET [--batch-size N] [--wait]
   prompt learn DATASET --name P [--epochs N] [--clusters K] [--budget B] [--context M]
                [--batch-size N] [--lr X] [--views V] [--seed S] [--max-items N] [--wait]
@@ -55,8 +61,8 @@ std::string Usage() {
   std::string u = kUsage;
   u += "Strategies (select --strategy):\n";
   for (const auto& st : select::StrategyNameList()) {
-    u += "  " + std::string(st.name) + std::string(12 - std::min<size_t>(11, std::strlen(st.name)), ' ') +
-         st.summary + "\n";
+    u += "  " + std::string(st.name) +
+         std::string(12 - std::min<size_t>(11, std::strlen(st.name)), ' ') + st.summary + "\n";
   }
   return u;
 }
@@ -74,11 +80,23 @@ struct Args {
 };
 
 const char* StatusName(grpc::StatusCode c) {
-  static const char* const kNames[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   int i = static_cast<int>(c);
   return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
 }
@@ -136,8 +154,7 @@ std::string Need(const Args& a, size_t i, const char* what) {
 
 void PrintDataset(const v1::Dataset& d) {
   std::cout << d.name() << "  " << v1::SourceKind_Name(d.source_kind()) << "  " << d.source_path()
-            << "\n  items: " << d.num_items() << "  failed: " << d.num_failed()
-            << "\n  features:";
+            << "\n  items: " << d.num_items() << "  failed: " << d.num_failed() << "\n  features:";
   for (const auto& f : d.feature_sources()) std::cout << " " << f;
   std::cout << "\n";
   for (const auto& f : d.failed_items()) {
@@ -171,7 +188,8 @@ class Cli {
     std::cout << client::JobLine(j) << "\n";
     if (!wait) return 0;
     v1::Job last = j;
-    grpc::Status s = client::Watch(stub_.get(), j.job_id(), isatty(STDOUT_FILENO), std::cout, &last);
+    grpc::Status s =
+        client::Watch(stub_.get(), j.job_id(), isatty(STDOUT_FILENO), std::cout, &last);
     if (!s.ok()) return Fail(s);
     if (final_job) *final_job = last;
     if (last.state() != v1::SUCCEEDED) {
@@ -189,7 +207,8 @@ class Cli {
       v1::RegisterDatasetRequest req;
       req.set_name(Need(a, 2, "dataset NAME"));
       int sources = a.Has("images") + a.Has("manifest") + a.Has("embeddings");
-      if (sources != 1) Die("dataset register needs exactly one of --images, --manifest, --embeddings");
+      if (sources != 1)
+        Die("dataset register needs exactly one of --images, --manifest, --embeddings");
       if (a.Has("images")) req.mutable_images()->set_path(a.Get("images"));
       if (a.Has("manifest")) req.mutable_manifest()->set_path(a.Get("manifest"));
       if (a.Has("embeddings")) {
@@ -237,15 +256,85 @@ class Cli {
       std::cout << "deleted " << req.name() << "\n";
       return 0;
     }
+    if (sub == "items") return Items(Need(a, 2, "dataset NAME"), a.Get("out", "-"));
+    if (sub == "attach-features") {
+      v1::AttachFeaturesRequest req;
+      req.set_dataset(Need(a, 2, "dataset NAME"));
+      if (!a.Has("from")) Die("dataset attach-features needs --from DIR");
+      req.set_dir(a.Get("from"));
+      v1::Job j;
+      auto s = stub_->AttachFeatures(&ctx, req, &j);
+      if (!s.ok()) return Fail(s);
+      if (a.Has("async")) {
+        std::cout << j.job_id() << "\n";
+        return 0;
+      }
+      return FollowThenShow(j.job_id(), req.dataset());
+    }
     Die("unknown dataset subcommand '" + sub + "'");
+  }
+
+  // Writes the dataset's items file (shard_format.h) to `out` (a temp file renamed
+  // into place, so a half-written file never looks complete) or to stdout for "-".
+  int Items(const std::string& name, const std::string& out) {
+    const bool to_stdout = out == "-";
+    const std::string tmp = out + ".tmp";
+    std::ofstream file;
+    if (!to_stdout) {
+      file.open(tmp, std::ios::binary | std::ios::trunc);
+      if (!file) Die("--out: cannot write '" + tmp + "'", 1);
+    }
+    std::ostream& os = to_stdout ? std::cout : file;
+    v1::ListItemsRequest req;
+    req.set_dataset(name);
+    req.set_page_size(10000);
+    int64_t written = 0, total = -1;
+    do {
+      grpc::ClientContext ctx;
+      v1::ListItemsResponse r;
+      auto s = stub_->ListItems(&ctx, req, &r);
+      if (!s.ok()) {
+        if (!to_stdout) std::remove(tmp.c_str());
+        return Fail(s);
+      }
+      if (total < 0) {
+        total = r.total();
+        os << shard::ItemsHeaderLine({name, r.total(), r.chunk_size()}) << "\n";
+      }
+      for (const auto& it : r.items()) {
+        os << shard::ItemLine({it.index(), it.item_id(), it.path()}) << "\n";
+        ++written;
+      }
+      req.set_page_token(r.next_page_token());
+    } while (!req.page_token().empty());
+    os.flush();
+    if (!os || written != total) {
+      if (!to_stdout) std::remove(tmp.c_str());
+      Die("items of '" + name + "': wrote " + std::to_string(written) + " of " +
+              std::to_string(total),
+          1);
+    }
+    if (!to_stdout) {
+      file.close();
+      if (std::rename(tmp.c_str(), out.c_str()) != 0)
+        Die("--out: cannot rename to '" + out + "'", 1);
+      std::cerr << "updpctl: " << written << " items of '" << name << "' written to " << out
+                << "\n";
+    }
+    return 0;
   }
 
   // Shows the REGISTER job's progress on stderr (a bar on a terminal, else a line per
   // update) and prints the READY dataset, or fails with the job's status.
   int FollowRegistration(const v1::Dataset& registering) {
+    return FollowThenShow(registering.registration_job_id(), registering.name());
+  }
+
+  // Follows a job that fills a dataset (progress on stderr), then prints the dataset;
+  // a FAILED job fails with its own status code and message.
+  int FollowThenShow(const std::string& job_id, const std::string& dataset) {
     v1::Job last;
-    grpc::Status s = client::Watch(stub_.get(), registering.registration_job_id(),
-                                   isatty(STDERR_FILENO), std::cerr, &last);
+    grpc::Status s = client::Watch(stub_.get(), job_id, isatty(STDERR_FILENO), std::cerr, &last);
     if (!s.ok()) return Fail(s);
     if (last.state() == v1::FAILED) {
       const int code = last.error_code() > 0 && last.error_code() <= 16 ? last.error_code() : 2;
@@ -259,7 +348,7 @@ class Cli {
     }
     grpc::ClientContext ctx;
     v1::GetDatasetRequest req;
-    req.set_name(registering.name());
+    req.set_name(dataset);
     v1::Dataset d;
     s = stub_->GetDataset(&ctx, req, &d);
     if (!s.ok()) return Fail(s);
@@ -305,8 +394,8 @@ class Cli {
       auto s = stub_->ListPrompts(&ctx, {}, &r);
       if (!s.ok()) return Fail(s);
       for (const auto& p : r.prompts()) {
-        std::cout << p.name() << "  trained on " << p.trained_on_dataset() << "  M="
-                  << p.num_context() << " K=" << p.num_clusters() << "  model "
+        std::cout << p.name() << "  trained on " << p.trained_on_dataset()
+                  << "  M=" << p.num_context() << " K=" << p.num_clusters() << "  model "
                   << p.model_identity() << "\n";
       }
       return 0;

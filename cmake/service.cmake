@@ -56,12 +56,12 @@ target_link_libraries(updp_core PUBLIC updp_util updp_select_base absl::status a
 # The model-backed engine: job bodies (EMBED, LEARN_PROMPT, SELECT), model loading,
 # embeddings import, prompt checks. Registered into the core's job manager by the app.
 add_library(updp_engine
-  server/engine/feature_io.cc
+  server/engine/attach_job.cc
   server/engine/learn_prompt_job.cc
   server/engine/model_engine.cc
   server/engine/select_job.cc
 )
-target_link_libraries(updp_engine PUBLIC updp_core updp_model)
+target_link_libraries(updp_engine PUBLIC updp_core updp_features)
 target_precompile_headers(updp_engine PRIVATE <torch/torch.h>)
 
 add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc)
@@ -76,7 +76,7 @@ target_link_libraries(updp-server PRIVATE updp_app absl::flags absl::flags_parse
 
 add_library(updp_client client/client_lib.cc)
 target_include_directories(updp_client PUBLIC ${CMAKE_SOURCE_DIR})
-target_link_libraries(updp_client PUBLIC updp_select_base updp_proto absl::str_format absl::status absl::statusor absl::strings
+target_link_libraries(updp_client PUBLIC updp_util updp_select_base updp_proto absl::str_format absl::status absl::statusor absl::strings
                       nlohmann_json::nlohmann_json)
 add_executable(updpctl client/updpctl.cc)
 target_link_libraries(updpctl PRIVATE updp_client)

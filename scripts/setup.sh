@@ -14,7 +14,7 @@ PACKAGES=(
   libjpeg62-turbo-dev libpng-dev libwebp-dev libexif-dev libicu-dev
   libfaiss-dev
   dataset-fashion-mnist
-  prometheus yamllint docker-compose curl
+  prometheus yamllint python3-yaml docker-compose curl
 )
 
 missing=()

@@ -59,6 +59,7 @@ std::string ParamsToJson(const JobParams& p) {
   json j = json::object();
   if (auto* e = std::get_if<EmbedParams>(&p)) {
     j = {{"batch_size", e->batch_size}, {"chunk_size", e->chunk_size}};
+    if (!e->attach_dir.empty()) j["attach_dir"] = e->attach_dir;
   } else if (auto* l = std::get_if<LearnPromptParams>(&p)) {
     j = {{"prompt_name", l->prompt_name},
          {"num_context", l->num_context},
@@ -98,6 +99,7 @@ absl::StatusOr<JobParams> ParamsFromJson(JobKind kind, const std::string& text) 
         EmbedParams e;
         e.batch_size = j.value("batch_size", e.batch_size);
         e.chunk_size = j.value("chunk_size", e.chunk_size);
+        e.attach_dir = j.value("attach_dir", e.attach_dir);
         return JobParams(e);
       }
       case JobKind::kLearnPrompt: {

@@ -18,6 +18,9 @@ const char* JobKindName(JobKind k);
 struct EmbedParams {
   int batch_size = 32;
   int64_t chunk_size = 1024;  // items per feature chunk (the unit of resume)
+  // Set: instead of computing features, attach the chunks that updp-embed-shard
+  // workers wrote into this directory (canonical, inside --allowed_roots), in place.
+  std::string attach_dir;
 };
 
 struct LearnPromptParams {

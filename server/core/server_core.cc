@@ -218,6 +218,65 @@ absl::StatusOr<JobInfo> ServerCore::StartEmbedding(const std::string& dataset, i
   return jobs_->Submit(dataset, p);
 }
 
+absl::StatusOr<JobInfo> ServerCore::AttachFeatures(const std::string& dataset,
+                                                   const std::string& dir) {
+  if (auto s = ValidateName("dataset", dataset); !s.ok()) return s;
+  auto d = store_->GetDataset(dataset);
+  if (!d.ok()) return d.status();
+  if (d->source_kind == SourceKind::kEmbeddings) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset: '", dataset,
+                     "' brought its own embeddings; there are no image features to "
+                     "attach"));
+  }
+  // The model's identity is what the shards' features are checked against.
+  if (auto s = ModelAvailable(); !s.ok()) return s;
+  if (dir.empty()) return absl::InvalidArgumentError("dir: a feature directory is required");
+  auto resolved = paths_->Resolve("dir", dir);
+  if (!resolved.ok()) return resolved.status();
+  std::error_code ec;
+  if (!fs::is_directory(*resolved, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat("dir: '", dir, "' is not a directory"));
+  }
+  auto chunks = store_->FeatureChunks(dataset, kImageFeatures);
+  if (!chunks.ok()) return chunks.status();
+  if (!chunks->empty()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset: '", dataset, "' already has ", chunks->size(),
+                     " image feature chunks (an EMBED ran); attach to a dataset without them"));
+  }
+  EmbedParams p;
+  p.batch_size = options_.embed_batch_size;
+  p.chunk_size = d->chunk_size;
+  p.attach_dir = *resolved;
+  return jobs_->Submit(dataset, p);
+}
+
+absl::StatusOr<ItemsPage> ServerCore::ListItems(const std::string& dataset, int page_size,
+                                                const std::string& page_token) {
+  if (auto s = ValidateName("dataset", dataset); !s.ok()) return s;
+  auto d = store_->GetDataset(dataset);
+  if (!d.ok()) return d.status();
+  if (page_size < 0) return absl::InvalidArgumentError("page_size: must be >= 0");
+  if (page_size == 0) page_size = 1000;
+  page_size = std::min(page_size, 10000);
+  int64_t offset = 0;
+  if (!page_token.empty() && (!absl::SimpleAtoi(page_token, &offset) || offset < 0)) {
+    return absl::InvalidArgumentError("page_token: invalid");
+  }
+  ItemsPage page;
+  page.total = d->num_items;
+  page.chunk_size = d->chunk_size;
+  const int64_t end = std::min<int64_t>(d->num_items, offset + page_size);
+  if (offset < end) {
+    auto items = store_->ItemsRange(dataset, offset, end);
+    if (!items.ok()) return items.status();
+    page.items = std::move(*items);
+  }
+  if (end < page.total) page.next_page_token = std::to_string(end);
+  return page;
+}
+
 absl::StatusOr<JobInfo> ServerCore::LearnPrompt(const std::string& dataset, LearnPromptParams p) {
   if (auto s = ValidateName("dataset", dataset); !s.ok()) return s;
   auto d = store_->GetDataset(dataset);

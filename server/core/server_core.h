@@ -66,6 +66,14 @@ struct SelectionPage {
   std::string dataset;
 };
 
+// One page of a dataset's items, in index order.
+struct ItemsPage {
+  std::vector<ItemRow> items;
+  std::string next_page_token;
+  int64_t total = 0;
+  int64_t chunk_size = 0;
+};
+
 class ServerCore {
  public:
   // Locks data_dir (FAILED_PRECONDITION if another server holds it), opens the store,
@@ -98,6 +106,13 @@ class ServerCore {
   absl::Status DeleteDataset(const std::string& name);
 
   absl::StatusOr<JobInfo> StartEmbedding(const std::string& dataset, int batch_size);
+  // An EMBED job that attaches the feature chunks updp-embed-shard workers wrote into
+  // `dir` (inside --allowed_roots) instead of computing them; validated when it runs.
+  absl::StatusOr<JobInfo> AttachFeatures(const std::string& dataset, const std::string& dir);
+  // Items in index order, page_size (default 1000, at most 10000) per page; the
+  // token is the next index.
+  absl::StatusOr<ItemsPage> ListItems(const std::string& dataset, int page_size,
+                                      const std::string& page_token);
   absl::StatusOr<JobInfo> LearnPrompt(const std::string& dataset, LearnPromptParams p);
   absl::StatusOr<JobInfo> Select(const std::string& dataset, SelectParams p);
   JobManager& jobs() { return *jobs_; }
@@ -124,6 +139,7 @@ class ServerCore {
   Store& store() { return *store_; }
   Metrics* metrics() { return metrics_; }
   const ServerOptions& options() const { return options_; }
+  const PathPolicy& paths() const { return *paths_; }
 
   // Tests: called on the REGISTER job's thread after the name is reserved and before
   // the source is read (it may block there).

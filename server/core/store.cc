@@ -799,6 +799,39 @@ absl::Status Store::AddFeatureChunk(const std::string& dataset, const std::strin
   return tx.Commit();
 }
 
+absl::Status Store::AttachFeatureChunks(const std::string& dataset, const std::string& source,
+                                        const std::vector<FeatureChunk>& chunks,
+                                        const std::vector<FailedItemRow>& failed) {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  Stmt q(db_, "SELECT COUNT(*) FROM feature_chunks WHERE dataset=? AND source=?;");
+  q.Bind(1, dataset).Bind(2, source);
+  if (q.Step() != SQLITE_ROW) return SqlError(db_, "count feature chunks");
+  if (q.Int(0) > 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset: ", Quote(dataset), " already has ", q.Int(0), " '", source,
+                     "' feature chunks; attach to a dataset without them"));
+  }
+  Stmt c(db_, "INSERT INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
+  for (const FeatureChunk& chunk : chunks) {
+    c.Bind(1, dataset)
+        .Bind(2, source)
+        .Bind(3, chunk.chunk)
+        .Bind(4, chunk.count)
+        .Bind(5, chunk.path);
+    if (auto s = c.Run("insert feature chunk"); !s.ok()) return s;
+    c.Reset();
+  }
+  Stmt fi(db_,
+          "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
+  for (const auto& r : failed) {
+    fi.Bind(1, dataset).Bind(2, r.item_id).Bind(3, r.path).Bind(4, r.error);
+    if (auto s = fi.Run("insert failed item"); !s.ok()) return s;
+    fi.Reset();
+  }
+  return tx.Commit();
+}
+
 absl::StatusOr<std::vector<FeatureChunk>> Store::FeatureChunks(const std::string& dataset,
                                                                const std::string& source) {
   ReadLease r(this);

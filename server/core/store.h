@@ -96,6 +96,12 @@ class Store {
   // Features: chunks of a (dataset, source) written by jobs.
   absl::Status AddFeatureChunk(const std::string& dataset, const std::string& source,
                                const FeatureChunk& chunk);
+  // All chunks of a source at once, with the failed items they account for, in one
+  // transaction (attaching features computed elsewhere). FAILED_PRECONDITION, and
+  // nothing written, when the source already has a chunk.
+  absl::Status AttachFeatureChunks(const std::string& dataset, const std::string& source,
+                                   const std::vector<FeatureChunk>& chunks,
+                                   const std::vector<FailedItemRow>& failed);
   absl::StatusOr<std::vector<FeatureChunk>> FeatureChunks(const std::string& dataset,
                                                           const std::string& source);
 

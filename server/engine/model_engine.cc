@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/engine/feature_io.h"
 #include "server/engine/job_util.h"
+#include "server/engine/model_load.h"
 #include "server/model/blip2_model.h"
 #include "server/model/encoder.h"
 #include "server/model/feature_import.h"
@@ -45,39 +46,41 @@ absl::Status ModelEngine::NeedModel() const {
   return absl::OkStatus();
 }
 
+namespace {
+
+ModelSettings ModelSettingsOf(const core::ServerOptions& o) {
+  ModelSettings s;
+  s.model_dir = o.model_dir;
+  s.device = o.device;
+  s.precision = o.precision;
+  s.attention = o.attention;
+  s.qformer_precision = o.qformer_precision;
+  s.fused_gelu = o.fused_gelu;
+  s.cuda_graphs = o.cuda_graphs;
+  s.decode_threads = o.decode_threads;
+  return s;
+}
+
+}  // namespace
+
 absl::Status ModelEngine::LoadModel() {
   const core::ServerOptions& o = core_->options();
   if (o.model_dir.empty() || Ready()) return absl::OkStatus();
-  auto device = model::ParseDevice(o.device);
-  if (!device.ok()) return device.status();
-  auto dtype = model::ParseVisionDtype(o.precision, *device);
-  if (!dtype.ok()) return dtype.status();
-  auto attention = model::ParseAttention(o.attention);
-  if (!attention.ok()) return attention.status();
-  model::ModelOptions mo;
-  mo.device = *device;
-  mo.vision_dtype = *dtype;
-  mo.attention = *attention;
-  auto qdtype = model::ParseQFormerDtype(o.qformer_precision, *device, *dtype);
-  if (!qdtype.ok()) return qdtype.status();
-  mo.qformer_image_dtype = *qdtype;
-  mo.fused_gelu = o.fused_gelu;
-  auto m = model::Blip2Model::Load(o.model_dir, mo);
-  if (!m.ok()) return m.status();
+  auto loaded = LoadModelAndEncoder(ModelSettingsOf(o));
+  if (!loaded.ok()) return loaded.status();
   auto tok = model::BertTokenizer::FromVocabFile(o.model_dir + "/vocab.txt");
   if (!tok.ok()) return tok.status();
-  model_ = std::move(*m);
+  model_ = std::move(loaded->model);
+  encoder_ = std::move(loaded->encoder);
   tokenizer_ = std::make_shared<model::BertTokenizer>(std::move(*tok));
-  model::EncoderOptions eo;
-  eo.decode_threads = o.decode_threads;
-  eo.cuda_graphs = o.cuda_graphs;
-  encoder_ = std::make_shared<model::ImageEncoder>(model_, eo);
+  [[maybe_unused]] const torch::Device device = loaded->device;
   if (core::Metrics* metrics = core_->metrics()) {
-    metrics->SetModelInfo("blip2-itm", model_->identity(), o.device, model::DtypeToString(*dtype));
+    metrics->SetModelInfo("blip2-itm", model_->identity(), o.device,
+                          model::DtypeToString(loaded->vision_dtype));
     metrics->model_loaded->Set(1);
 #ifdef UPDP_WITH_CUDA
-    if (device->is_cuda()) {
-      const auto index = device->index() < 0 ? 0 : device->index();
+    if (device.is_cuda()) {
+      const auto index = device.index() < 0 ? 0 : device.index();
       metrics->SetDeviceRefresh([index](core::Metrics& m) {
         // Index 0 of each stat array is the aggregate over pool types in every
         // LibTorch version.
@@ -168,6 +171,7 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
   if (auto s = NeedModel(); !s.ok()) return s;
   const core::JobInfo& job = ctx.job();
   const auto& p = std::get<core::EmbedParams>(job.params);
+  if (!p.attach_dir.empty()) return RunAttach(ctx);
   core::Store& store = core_->store();
   core::Metrics* metrics = core_->metrics();
   // Items are read one chunk (page) at a time: never the whole table.

@@ -55,6 +55,9 @@ class ModelEngine : public core::Engine {
 
  private:
   absl::Status RunEmbed(core::JobContext& ctx);
+  // EMBED with attach_dir: validates and attaches updp-embed-shard output in place
+  // (attach_job.cc).
+  absl::Status RunAttach(core::JobContext& ctx);
   absl::Status RunSelect(core::JobContext& ctx);
   absl::Status RunLearnPrompt(core::JobContext& ctx);
   // Ensures prompted joint features of every item (and, in the same pass, image

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "server/util/atomic_file.h"
+#include "server/util/fnv1a.h"
 #include "server/model/safetensors.h"
 
 namespace updp::model {
@@ -19,14 +20,6 @@ namespace {
 using Shape = std::vector<int64_t>;
 
 std::string ShapeStr(const Shape& s) { return absl::StrCat("[", absl::StrJoin(s, ","), "]"); }
-
-uint64_t Fnv1a(uint64_t h, std::string_view data) {
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 }  // namespace
 
@@ -256,11 +249,9 @@ absl::StatusOr<std::unique_ptr<Blip2Model>> Blip2Model::Load(const std::string& 
         " (not part of a Blip2ForImageTextRetrieval with this config.json)"));
   }
 
-  uint64_t h = Fnv1a(1469598103934665603ull, *config_text);
+  uint64_t h = Fnv1a(kFnv1aOffset, *config_text);
   for (const auto& [name, shape] : expected) h = Fnv1a(h, absl::StrCat(name, ShapeStr(shape), ";"));
-  char hex[17];
-  std::snprintf(hex, sizeof(hex), "%016llx", static_cast<unsigned long long>(h));
-  m->identity_ = hex;
+  m->identity_ = Hex64(h);
 
   // Move to device; vision weights in the vision dtype, the rest float32.
   for (auto& [name, t] : m->weights_) {

@@ -373,6 +373,36 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::StartEmbedding(grpc::CallbackServerCo
   });
 }
 
+grpc::ServerUnaryReactor* UpdpServiceImpl::AttachFeatures(grpc::CallbackServerContext* ctx,
+                                                          const v1::AttachFeaturesRequest* req,
+                                                          v1::Job* resp) {
+  return Offload(ctx, "AttachFeatures", [this, req, resp]() -> absl::Status {
+    auto j = core_->AttachFeatures(req->dataset(), req->dir());
+    if (!j.ok()) return j.status();
+    ToProto(*j, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::ListItems(grpc::CallbackServerContext* ctx,
+                                                     const v1::ListItemsRequest* req,
+                                                     v1::ListItemsResponse* resp) {
+  return Inline(ctx, "ListItems", [&]() -> absl::Status {
+    auto page = core_->ListItems(req->dataset(), req->page_size(), req->page_token());
+    if (!page.ok()) return page.status();
+    for (const auto& r : page->items) {
+      auto* it = resp->add_items();
+      it->set_index(r.idx);
+      it->set_item_id(r.item_id);
+      it->set_path(r.path);
+    }
+    resp->set_next_page_token(page->next_page_token);
+    resp->set_total(page->total);
+    resp->set_chunk_size(page->chunk_size);
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* UpdpServiceImpl::LearnPrompt(grpc::CallbackServerContext* ctx,
                                                        const v1::LearnPromptRequest* req,
                                                        v1::Job* resp) {

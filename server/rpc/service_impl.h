@@ -32,6 +32,12 @@ class UpdpServiceImpl final : public v1::Updp::CallbackService {
   grpc::ServerUnaryReactor* DeleteDataset(grpc::CallbackServerContext* ctx,
                                           const v1::DeleteDatasetRequest* req,
                                           v1::DeleteDatasetResponse* resp) override;
+  grpc::ServerUnaryReactor* ListItems(grpc::CallbackServerContext* ctx,
+                                      const v1::ListItemsRequest* req,
+                                      v1::ListItemsResponse* resp) override;
+  grpc::ServerUnaryReactor* AttachFeatures(grpc::CallbackServerContext* ctx,
+                                           const v1::AttachFeaturesRequest* req,
+                                           v1::Job* resp) override;
   grpc::ServerUnaryReactor* StartEmbedding(grpc::CallbackServerContext* ctx,
                                            const v1::StartEmbeddingRequest* req,
                                            v1::Job* resp) override;

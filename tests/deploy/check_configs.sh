@@ -15,13 +15,12 @@ yamllint -s -c .yamllint.yml deploy docker-compose.yml
 echo "== docker-compose config"
 docker-compose -f docker-compose.yml config -q
 docker-compose -f docker-compose.yml --profile gpu config -q
-echo "== kustomize layout"
-for k in deploy/k8s/base/kustomization.yaml deploy/k8s/servicemonitor/kustomization.yaml; do
-  dir=$(dirname "$k")
-  for r in $(sed -n 's/^  - \(.*\)$/\1/p' "$k" | grep -v '^pairs' ); do
-    [ -e "$dir/$r" ] || { echo "missing resource $dir/$r"; exit 1; }
-  done
+echo "== kubectl kustomize (each kustomization renders)"
+for d in deploy/k8s/base deploy/k8s/servicemonitor deploy/k8s/embed-job; do
+  kubectl kustomize "$d" >/dev/null
 done
+echo "== scale-out Job against the server and the worker (tests/deploy/check_k8s.py)"
+/usr/bin/python3 tests/deploy/check_k8s.py "$SRC"
 echo "== grafana dashboard parses (its metric names are checked by prometheus_integration.sh)"
 "$BUILD/tests/dashboard_check" deploy/grafana/dashboards/updp.json
 echo "all deployment checks passed"
