@@ -15,6 +15,8 @@ yamllint -s -c .yamllint.yml deploy docker-compose.yml
 echo "== docker-compose config"
 docker-compose -f docker-compose.yml config -q
 docker-compose -f docker-compose.yml --profile gpu config -q
+echo "== every scrape target resolves in each compose setup (tests/deploy/check_compose.py)"
+/usr/bin/python3 tests/deploy/check_compose.py "$SRC"
 echo "== kubectl kustomize (each kustomization renders)"
 for d in deploy/k8s/base deploy/k8s/servicemonitor deploy/k8s/embed-job; do
   kubectl kustomize "$d" >/dev/null

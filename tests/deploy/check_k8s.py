@@ -10,7 +10,7 @@ shard Job) and checks the scale-out contract:
   - --out lies on the shared volume, a ReadWriteMany claim the server mounts at the
     same path and allows as a dataset root (its last --allowed_roots);
   - images are mounted at the same path in the workers as in the server (the items
-    file holds the server's paths), and so is the model.
+    file holds the server's paths), and so is the model; both use one --batch_size.
 Usage: check_k8s.py SOURCE_DIR
 """
 import os
@@ -132,6 +132,11 @@ def main():
         sc = smounts[path][0].get("persistentVolumeClaim", {}).get("claimName")
         if wc != sc:
             fail(f"{path}: workers mount {wc}, the server {sc}; items hold the server's paths")
+    wbatch = flag(args, "batch_size") or "32"
+    sbatch = flag(srv.get("args", []), "batch_size") or "32"
+    if wbatch != sbatch:
+        fail(f"--batch_size {wbatch} in the workers, {sbatch} in the server: the features "
+             "are byte-identical only with the same batches")
     model_dir = flag(args, "model_dir")
     if model_dir != flag(srv.get("args", []), "model_dir"):
         fail(f"--model_dir {model_dir} differs from the server's: the model identity must match")
