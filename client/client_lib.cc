@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
@@ -42,9 +43,9 @@ std::string ProgressBar(const v1::Progress& p, int width) {
   const double f = std::clamp(static_cast<double>(p.done()) / p.total(), 0.0, 1.0);
   const int fill = static_cast<int>(std::lround(f * width));
   std::string bar = "[" + std::string(fill, '#') + std::string(width - fill, '-') + "]";
-  std::string s = absl::StrFormat("%s %3d%%  %lld/%lld", bar, static_cast<int>(f * 100),
-                                  static_cast<long long>(p.done()),
-                                  static_cast<long long>(p.total()));
+  std::string s =
+      absl::StrFormat("%s %3d%%  %lld/%lld", bar, static_cast<int>(f * 100),
+                      static_cast<long long>(p.done()), static_cast<long long>(p.total()));
   if (p.rate() > 0) {
     absl::StrAppend(&s, absl::StrFormat("  %.1f/s", p.rate()));
     const double left = (p.total() - p.done()) / p.rate();
@@ -78,8 +79,71 @@ grpc::Status Watch(v1::Updp::Stub* stub, const std::string& job_id, bool tty, st
   return reader->Finish();
 }
 
+bool ParseSelectionFormat(const std::string& name, SelectionFormat* out) {
+  if (name == "csv") {
+    *out = SelectionFormat::kCsv;
+  } else if (name == "json") {
+    *out = SelectionFormat::kJson;
+  } else if (name == "paths") {
+    *out = SelectionFormat::kPaths;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+SelectionFormat SelectionFormatForPath(const std::string& path) {
+  if (absl::EndsWith(path, ".json")) return SelectionFormat::kJson;
+  if (absl::EndsWith(path, ".txt")) return SelectionFormat::kPaths;
+  return SelectionFormat::kCsv;
+}
+
+namespace {
+
+void WriteSelectionTo(std::ostream& f, SelectionFormat format, const std::string& job_id,
+                      const v1::GetSelectionResponse& meta,
+                      const std::vector<v1::SelectedItem>& items) {
+  switch (format) {
+    case SelectionFormat::kJson: {
+      nlohmann::json j = {{"job_id", job_id},
+                          {"dataset", meta.dataset()},
+                          {"strategy", meta.strategy()},
+                          {"items", nlohmann::json::array()}};
+      for (const auto& it : items) {
+        j["items"].push_back({{"rank", it.rank()},
+                              {"item_id", it.item_id()},
+                              {"path", it.path()},
+                              {"cluster", it.cluster()},
+                              {"score", it.score()}});
+      }
+      f << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      break;
+    }
+    case SelectionFormat::kPaths:
+      // Embeddings datasets have no paths: their ids stand in.
+      for (const auto& it : items) f << (it.path().empty() ? it.item_id() : it.path()) << "\n";
+      break;
+    case SelectionFormat::kCsv: {
+      auto csv = [](const std::string& s) {
+        if (s.find_first_of(",\"\n") == std::string::npos) return s;
+        std::string q = "\"";
+        for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+        return q + "\"";
+      };
+      f << "rank,item_id,path,cluster,score\n";
+      for (const auto& it : items) {
+        f << it.rank() << "," << csv(it.item_id()) << "," << csv(it.path()) << "," << it.cluster()
+          << "," << absl::StrFormat("%.6g", it.score()) << "\n";
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace
+
 grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
-                            const std::string& path, int64_t* count) {
+                            const std::string& path, SelectionFormat format, int64_t* count) {
   std::vector<v1::SelectedItem> items;
   std::string token;
   v1::GetSelectionResponse last;
@@ -95,31 +159,24 @@ grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
     items.insert(items.end(), last.items().begin(), last.items().end());
     token = last.next_page_token();
   } while (!token.empty());
-  std::ofstream f(path);
-  if (!f) return grpc::Status(grpc::INVALID_ARGUMENT, "--out: cannot write " + path);
-  if (absl::EndsWith(path, ".json")) {
-    nlohmann::json j = {{"job_id", job_id}, {"dataset", last.dataset()},
-                        {"strategy", last.strategy()}, {"items", nlohmann::json::array()}};
-    for (const auto& it : items) {
-      j["items"].push_back({{"rank", it.rank()}, {"item_id", it.item_id()}, {"path", it.path()},
-                            {"cluster", it.cluster()}, {"score", it.score()}});
-    }
-    f << j.dump(2) << "\n";
+  if (path == "-") {
+    WriteSelectionTo(std::cout, format, job_id, last, items);
+    std::cout.flush();
+    if (!std::cout) return grpc::Status(grpc::INTERNAL, "cannot write the selection to stdout");
   } else {
-    auto csv = [](const std::string& s) {
-      if (s.find_first_of(",\"\n") == std::string::npos) return s;
-      std::string q = "\"";
-      for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-      return q + "\"";
-    };
-    f << "rank,item_id,path,cluster,score\n";
-    for (const auto& it : items) {
-      f << it.rank() << "," << csv(it.item_id()) << "," << csv(it.path()) << "," << it.cluster()
-        << "," << absl::StrFormat("%.6g", it.score()) << "\n";
-    }
+    std::ofstream f(path);
+    if (!f) return grpc::Status(grpc::INVALID_ARGUMENT, "--out: cannot write " + path);
+    WriteSelectionTo(f, format, job_id, last, items);
+    f.close();
+    if (!f) return grpc::Status(grpc::INTERNAL, "--out: cannot write " + path);
   }
   *count = static_cast<int64_t>(items.size());
   return grpc::Status::OK;
+}
+
+grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
+                            const std::string& path, int64_t* count) {
+  return WriteSelection(stub, job_id, path, SelectionFormatForPath(path), count);
 }
 
 }  // namespace updp::client

@@ -26,8 +26,20 @@ std::string ProgressBar(const v1::Progress& p, int width);
 grpc::Status Watch(v1::Updp::Stub* stub, const std::string& job_id, bool tty, std::ostream& out,
                    v1::Job* final_job);
 
-// Fetches every page of a selection and writes CSV (rank,item_id,path,cluster,score)
-// or JSON (by the file extension) to `path`.
+// How a selection is written: CSV (rank,item_id,path,cluster,score), JSON (the job, the
+// dataset, the strategy and the items), or one path per line (paths, for tools that
+// take a file list).
+enum class SelectionFormat { kCsv, kJson, kPaths };
+// "csv" | "json" | "paths"; false for another name.
+bool ParseSelectionFormat(const std::string& name, SelectionFormat* out);
+// By the file's extension: .json is JSON, .txt paths, anything else (and "-") CSV.
+SelectionFormat SelectionFormatForPath(const std::string& path);
+
+// Fetches every page of a selection and writes it in `format` to `path`, or to stdout
+// when `path` is "-" (nothing else is written there).
+grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
+                            const std::string& path, SelectionFormat format, int64_t* count);
+// The same, the format chosen by the path's extension.
 grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
                             const std::string& path, int64_t* count);
 

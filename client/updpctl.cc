@@ -11,7 +11,8 @@
 //                [--batch-size N] [--lr X] [--views V] [--seed S] [--max-items N] [--wait]
 //   prompt list | export NAME --out FILE | import NAME FILE
 //   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
-//          [--features F] [--seed N] [--labeled FILE] [--out FILE.csv|.json] [--wait]
+//          [--features F] [--seed N] [--labeled FILE] [--out FILE|-] [--format F] [--wait]
+//   selection get JOB [--format csv|json|paths] [--out FILE|-]
 //   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
 //   health [--service NAME] [--timeout SECONDS]
 #include <unistd.h>
@@ -50,7 +51,8 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
                [--batch-size N] [--lr X] [--views V] [--seed S] [--max-items N] [--wait]
   prompt list | export NAME --out FILE | import NAME FILE
   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
-         [--features F] [--seed N] [--labeled FILE] [--out FILE.csv|.json] [--wait]
+         [--features F] [--seed N] [--labeled FILE] [--out FILE|-] [--format F] [--wait]
+  selection get JOB [--format csv|json|paths] [--out FILE|-]   (default: CSV on stdout)
   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
   health [--service NAME] [--timeout SECONDS]   (exit 0 only when SERVING)
 The server address comes from --addr, else $UPDP_ADDR, else localhost:50051.
@@ -183,13 +185,15 @@ class Cli {
     return resp.status() == grpc::health::v1::HealthCheckResponse::SERVING ? 0 : 1;
   }
 
-  // Prints the started job; with `wait`, follows it and fails unless it SUCCEEDED.
-  int Started(const v1::Job& j, bool wait, v1::Job* final_job = nullptr) {
-    std::cout << client::JobLine(j) << "\n";
+  // Prints the started job to `info`; with `wait`, follows it (progress on stderr: a
+  // bar on a terminal, else a line per update) and fails unless it SUCCEEDED.
+  int Started(const v1::Job& j, bool wait, v1::Job* final_job = nullptr,
+              std::ostream& info = std::cout) {
+    info << client::JobLine(j) << "\n";
     if (!wait) return 0;
     v1::Job last = j;
     grpc::Status s =
-        client::Watch(stub_.get(), j.job_id(), isatty(STDOUT_FILENO), std::cout, &last);
+        client::Watch(stub_.get(), j.job_id(), isatty(STDERR_FILENO), std::cerr, &last);
     if (!s.ok()) return Fail(s);
     if (final_job) *final_job = last;
     if (last.state() != v1::SUCCEEDED) {
@@ -453,15 +457,42 @@ class Cli {
     auto s = stub_->Select(&ctx, req, &j);
     if (!s.ok()) return Fail(s);
     const bool out = a.Has("out");
+    const bool to_stdout = a.Get("out") == "-";
+    const client::SelectionFormat format = OutputFormat(a);
     v1::Job done;
-    if (int rc = Started(j, out || a.Has("wait"), &done); rc != 0) return rc;
-    if (out) {
-      int64_t n = 0;
-      auto w = client::WriteSelection(stub_.get(), j.job_id(), a.Get("out"), &n);
-      if (!w.ok()) return Fail(w);
-      std::cout << "wrote " << n << " picks to " << a.Get("out") << "\n";
+    // With --out -, stdout carries the picks and nothing else.
+    if (int rc = Started(j, out || a.Has("wait"), &done, to_stdout ? std::cerr : std::cout);
+        rc != 0) {
+      return rc;
     }
+    if (out) return WritePicks(j.job_id(), a.Get("out"), format);
     return 0;
+  }
+
+  // --format, else by --out's extension (CSV for stdout).
+  static client::SelectionFormat OutputFormat(const Args& a) {
+    client::SelectionFormat f = client::SelectionFormatForPath(a.Get("out", "-"));
+    if (a.Has("format") && !client::ParseSelectionFormat(a.Get("format"), &f)) {
+      Die("--format: '" + a.Get("format") + "' is not csv, json or paths");
+    }
+    return f;
+  }
+
+  int WritePicks(const std::string& job_id, const std::string& out,
+                 client::SelectionFormat format) {
+    int64_t n = 0;
+    auto w = client::WriteSelection(stub_.get(), job_id, out, format, &n);
+    if (!w.ok()) return Fail(w);
+    if (out != "-") std::cerr << "updpctl: wrote " << n << " picks to " << out << "\n";
+    return 0;
+  }
+
+  // selection get JOB [--format F] [--out FILE|-]: any finished selection, again.
+  int Selection(const Args& a) {
+    const std::string sub = Need(a, 1, "selection subcommand");
+    if (sub != "get") Die("unknown selection subcommand '" + sub + "'");
+    const std::string job = Need(a, 2, "JOB id");
+    return WritePicks(job, a.Get("out", "-"), OutputFormat(a));
   }
 
   int Jobs(const Args& a) {
@@ -528,6 +559,9 @@ class Cli {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Line-buffered even into a pipe: `updpctl jobs watch ID | ...` sees each line as
+  // it comes, not a block at the end.
+  setvbuf(stdout, nullptr, _IOLBF, 0);
   Args a = Parse(argc, argv);
   if (a.Has("help") || a.pos.empty()) {
     std::cout << Usage();
@@ -544,6 +578,7 @@ int main(int argc, char** argv) {
   if (cmd == "embed") return cli.Embed(a);
   if (cmd == "prompt") return cli.Prompt(a);
   if (cmd == "select") return cli.Select(a);
+  if (cmd == "selection") return cli.Selection(a);
   if (cmd == "jobs") return cli.Jobs(a);
   if (cmd == "health") return cli.Health(a);
   Die("unknown command '" + cmd + "'\n" + Usage());

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# updpctl's selection output against a real server: `select --out -` puts the picks and
+# nothing else on stdout (its job line and progress go to stderr; no file named "-"),
+# `selection get JOB` writes any finished selection again in csv, json or paths, to
+# stdout by default or to --out, and `select --wait` keeps its progress off stdout.
+# Usage: selection_cli.sh BUILD_DIR
+set -euo pipefail
+BUILD="$(cd "${1:?usage: selection_cli.sh BUILD_DIR}" && pwd)"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/updp-cli.XXXXXX")
+SERVER=""
+cleanup() {
+  [ -z "$SERVER" ] || { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; } || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+die() { echo "selection_cli: FAIL: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib/free_port.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/free_port.sh"
+PORT=$(free_port)
+ctl() { timeout 60 "$BUILD/updpctl" --addr "127.0.0.1:$PORT" "$@"; }
+
+# 200 random unit vectors of dimension 8 as a float32 .npy, ids v000..v199.
+python3 - "$WORK" <<'PY'
+import random, struct, sys
+d = sys.argv[1]
+n, dim = 200, 8
+rng = random.Random(5)
+header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (n, dim)
+header += " " * (63 - (10 + len(header)) % 64) + "\n"
+with open(d + "/emb.npy", "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+    for _ in range(n):
+        f.write(struct.pack("<%df" % dim, *[rng.gauss(0, 1) for _ in range(dim)]))
+with open(d + "/ids.txt", "w") as f:
+    f.write("".join("v%03d\n" % i for i in range(n)))
+PY
+"$BUILD/updp-server" --host 127.0.0.1 --port "$PORT" --metrics_port 0 --data_dir "$WORK/data" \
+  --allowed_roots "$WORK" >"$WORK/server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 1 300); do
+  ctl health --timeout 1 >/dev/null 2>&1 && break
+  sleep 0.1
+done
+ctl dataset register vecs --embeddings "$WORK/emb.npy" --ids "$WORK/ids.txt" >/dev/null 2>&1 ||
+  die "register"
+
+cd "$WORK"
+ctl select vecs --strategy kmeans --budget 5 --seed 1 --out - >picks.csv 2>select.err ||
+  die "select --out -: $(cat select.err)"
+[ ! -e "$WORK/-" ] || die "select --out - created a file named '-'"
+[ "$(head -1 picks.csv)" = "rank,item_id,path,cluster,score" ] || die "stdout is not the CSV: $(head -3 picks.csv)"
+[ "$(wc -l <picks.csv)" = 6 ] || die "stdout has $(wc -l <picks.csv) lines, not a header and 5 picks"
+job=$(awk 'NR == 1 {print $1}' select.err)
+[[ "$job" == job-* ]] || die "the job line is not on stderr: $(head -2 select.err)"
+
+ctl selection get "$job" >again.csv || die "selection get"
+cmp -s picks.csv again.csv || die "selection get differs from select --out -"
+ctl selection get "$job" --format json >picks.json || die "selection get --format json"
+python3 - picks.json "$job" picks.csv <<'PY' || die "json: $(head -c 300 picks.json)"
+import csv, json, sys
+j = json.load(open(sys.argv[1]))
+assert j["job_id"] == sys.argv[2] and j["dataset"] == "vecs" and j["strategy"] == "kmeans", j
+rows = list(csv.DictReader(open(sys.argv[3])))
+assert [(str(it["rank"]), it["item_id"]) for it in j["items"]] == \
+       [(r["rank"], r["item_id"]) for r in rows], (j["items"], rows)
+PY
+ctl selection get "$job" --format paths >paths.txt || die "selection get --format paths"
+[ "$(cut -d, -f2 picks.csv | tail -n +2)" = "$(cat paths.txt)" ] ||
+  die "paths (ids for an embeddings dataset) differ from the CSV's ids"
+out=$(ctl selection get "$job" --out saved.json 2>get.err) || die "selection get --out"
+[ -z "$out" ] || die "selection get --out wrote to stdout: $out"
+python3 -c "import json,sys; json.load(open('saved.json'))" || die "--out saved.json is not JSON"
+grep -q "wrote 5 picks to saved.json" get.err || die "no confirmation on stderr"
+if ctl selection get job-nope >/dev/null 2>nope.err; then die "an unknown job succeeded"; fi
+grep -q "NOT_FOUND" nope.err || die "unknown job: $(cat nope.err)"
+if ctl selection get "$job" --format xml >/dev/null 2>fmt.err; then die "--format xml accepted"; fi
+grep -q "is not csv, json or paths" fmt.err || die "bad format: $(cat fmt.err)"
+
+ctl select vecs --strategy random --budget 3 --wait >wait.out 2>wait.err || die "select --wait"
+[ "$(wc -l <wait.out)" = 1 ] || die "select --wait: stdout has more than the job line: $(cat wait.out)"
+grep -q "SUCCEEDED" wait.err || die "select --wait: no progress on stderr"
+echo "selection_cli: all checks passed"
