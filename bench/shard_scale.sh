@@ -4,9 +4,11 @@
 # processes at once + `updpctl dataset attach-features`, with the tiny random checkpoint
 # on the CPU (what is measured is the pipeline around the model: items export, each
 # worker's start-up, chunk I/O, the attach's validation). Then the items-file start-up
-# cost of one worker at 10M items (a synthetic file; the worker stops at the model load).
+# cost of one worker at 10M items (a synthetic file; the worker stops at the model load),
+# and `updpctl dataset items` of a 10M-item dataset (registered from a small .npy: the
+# export reads the item table, which is the same for every kind of dataset).
 #
-#   bench/shard_scale.sh BUILD_DIR [N=60000] [SHARDS=2] [ITEMS_10M=10000000]
+#   [CHUNK=1024] bench/shard_scale.sh BUILD_DIR [N=60000] [SHARDS=2] [ITEMS_10M=10000000]
 set -euo pipefail
 BUILD="$(cd "${1:?usage: shard_scale.sh BUILD_DIR [N] [SHARDS]}" && pwd)"
 N="${2:-60000}"
@@ -19,12 +21,12 @@ IMG=$(mktemp -d "${TMPDIR:-/tmp}/updp-shard-img.XXXXXX")
 trap 'stop_all; rm -rf "$IMG"' EXIT
 "$BUILD/updp-make-test-model" --out "$IMG/model" --preset tiny --seed 1 >/dev/null
 "$BUILD/updp-fmnist" --out "$IMG/images" --limit "$N" >/dev/null
-start_server "$IMG" --model_dir "$IMG/model" --batch_size 32
+start_server "$IMG" --model_dir "$IMG/model" --batch_size 32 --chunk_size "${CHUNK:-1024}"
 ctl() { "$BUILD/updpctl" --addr "$ADDR" "$@"; }
 ctl dataset register ref --images "$IMG/images" >/dev/null 2>&1
 ctl dataset register pool --images "$IMG/images" >/dev/null 2>&1
 
-t0=$(now); ctl embed ref --wait >/dev/null; t1=$(now)
+t0=$(now); ctl embed ref --wait >/dev/null 2>&1; t1=$(now)
 echo "server EMBED of $N images: $(elapsed "$t0" "$t1") s"
 
 t0=$(now); ctl dataset items pool --out "$IMG/items.jsonl" 2>/dev/null; t1=$(now)
@@ -66,3 +68,23 @@ t0=$(now)
 t1=$(now)
 grep -q "loading" "$IMG/big.log" || { cat "$IMG/big.log"; exit 1; }
 echo "worker start-up at $BIG items ($(du -h "$IMG/big.jsonl" | cut -f1) items file, until the model load): $(elapsed "$t0" "$t1") s"
+
+python3 - "$IMG/big.npy" "$BIG" <<'PY'
+import struct, sys
+path, n = sys.argv[1], int(sys.argv[2])
+header = "{'descr': '<f2', 'fortran_order': False, 'shape': (%d, 4), }" % n
+header += " " * (63 - (10 + len(header)) % 64) + "\n"
+row = struct.pack("<4e", 1.0, 0.5, -0.25, 0.125)
+with open(path, "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+    block = row * 65536
+    for _ in range(n // 65536):
+        f.write(block)
+    f.write(row * (n % 65536))
+PY
+rm -f "$IMG/big.jsonl"
+start_server "$IMG"
+t0=$(now); ctl dataset register big --embeddings "$IMG/big.npy" >/dev/null 2>&1; t1=$(now)
+echo "register $BIG-row .npy (for the export below): $(elapsed "$t0" "$t1") s"
+t0=$(now); ctl dataset items big --out "$IMG/big-items.jsonl" 2>/dev/null; t1=$(now)
+echo "updpctl dataset items at $BIG items ($(du -h "$IMG/big-items.jsonl" | cut -f1)): $(elapsed "$t0" "$t1") s"
