@@ -5,7 +5,9 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <ostream>
+#include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -86,6 +88,12 @@ bool ParseSelectionFormat(const std::string& name, SelectionFormat* out) {
     *out = SelectionFormat::kJson;
   } else if (name == "paths") {
     *out = SelectionFormat::kPaths;
+  } else if (name == "labelstudio") {
+    *out = SelectionFormat::kLabelStudio;
+  } else if (name == "cvat") {
+    *out = SelectionFormat::kCvat;
+  } else if (name == "fiftyone") {
+    *out = SelectionFormat::kFiftyOne;
   } else {
     return false;
   }
@@ -98,12 +106,94 @@ SelectionFormat SelectionFormatForPath(const std::string& path) {
   return SelectionFormat::kCsv;
 }
 
+grpc::Status MediaReference(const ExportOptions& o, const std::string& item_id,
+                            const std::string& path, std::string* out) {
+  if (path.empty()) {
+    return grpc::Status(grpc::FAILED_PRECONDITION,
+                        "item '" + item_id +
+                            "' has no image path (an embeddings dataset); "
+                            "export csv, json or paths instead");
+  }
+  std::string rel = path;
+  if (!o.relative_to.empty()) {
+    std::string root = o.relative_to;
+    while (root.size() > 1 && root.back() == '/') root.pop_back();
+    if (!absl::StartsWith(path, root + "/")) {
+      return grpc::Status(grpc::INVALID_ARGUMENT, "--relative-to: the path of item '" + item_id +
+                                                      "' (" + path + ") is not under " + root);
+    }
+    rel = path.substr(root.size() + 1);
+  }
+  const bool url = absl::StrContains(o.prefix, "://") || absl::StrContains(o.prefix, "?");
+  if (url) {
+    std::string enc;
+    for (unsigned char c : rel) {
+      if (absl::ascii_isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~' || c == '/') {
+        enc += static_cast<char>(c);
+      } else {
+        enc += absl::StrFormat("%%%02X", c);
+      }
+    }
+    rel = enc;
+  }
+  *out = o.prefix + rel;
+  return grpc::Status::OK;
+}
+
 namespace {
 
-void WriteSelectionTo(std::ostream& f, SelectionFormat format, const std::string& job_id,
-                      const v1::GetSelectionResponse& meta,
-                      const std::vector<v1::SelectedItem>& items) {
+std::string CsvField(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+grpc::Status WriteSelectionTo(std::ostream& f, SelectionFormat format, const ExportOptions& o,
+                              const std::string& job_id, const v1::GetSelectionResponse& meta,
+                              const std::vector<v1::SelectedItem>& items) {
+  // The exports name images; every reference is made before anything is written.
+  std::vector<std::string> refs;
+  if (format == SelectionFormat::kLabelStudio || format == SelectionFormat::kCvat ||
+      format == SelectionFormat::kFiftyOne) {
+    for (const auto& it : items) {
+      std::string ref;
+      if (auto s = MediaReference(o, it.item_id(), it.path(), &ref); !s.ok()) return s;
+      refs.push_back(std::move(ref));
+    }
+  }
+  const auto replace = nlohmann::json::error_handler_t::replace;
   switch (format) {
+    case SelectionFormat::kLabelStudio: {
+      // A list of tasks: "data" carries what the labeling config reads ($image), "meta"
+      // what the annotators may see about why the image was picked.
+      nlohmann::json tasks = nlohmann::json::array();
+      for (size_t i = 0; i < items.size(); ++i) {
+        const auto& it = items[i];
+        tasks.push_back({{"data", {{o.data_key, refs[i]}, {"item_id", it.item_id()}}},
+                         {"meta",
+                          {{"rank", it.rank()},
+                           {"cluster", it.cluster()},
+                           {"score", it.score()},
+                           {"dataset", meta.dataset()},
+                           {"strategy", meta.strategy()},
+                           {"selection_job", job_id}}}});
+      }
+      f << tasks.dump(2, ' ', false, replace) << "\n";
+      break;
+    }
+    case SelectionFormat::kCvat:
+      for (const auto& r : refs) f << r << "\n";
+      break;
+    case SelectionFormat::kFiftyOne:
+      f << "filepath,item_id,rank,cluster,score,tags\n";
+      for (size_t i = 0; i < items.size(); ++i) {
+        const auto& it = items[i];
+        f << CsvField(refs[i]) << "," << CsvField(it.item_id()) << "," << it.rank() << ","
+          << it.cluster() << "," << absl::StrFormat("%.6g", it.score()) << ","
+          << CsvField("updp," + meta.strategy()) << "\n";
+      }
+      break;
     case SelectionFormat::kJson: {
       nlohmann::json j = {{"job_id", job_id},
                           {"dataset", meta.dataset()},
@@ -116,7 +206,7 @@ void WriteSelectionTo(std::ostream& f, SelectionFormat format, const std::string
                               {"cluster", it.cluster()},
                               {"score", it.score()}});
       }
-      f << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      f << j.dump(2, ' ', false, replace) << "\n";
       break;
     }
     case SelectionFormat::kPaths:
@@ -124,26 +214,27 @@ void WriteSelectionTo(std::ostream& f, SelectionFormat format, const std::string
       for (const auto& it : items) f << (it.path().empty() ? it.item_id() : it.path()) << "\n";
       break;
     case SelectionFormat::kCsv: {
-      auto csv = [](const std::string& s) {
-        if (s.find_first_of(",\"\n") == std::string::npos) return s;
-        std::string q = "\"";
-        for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
-        return q + "\"";
-      };
       f << "rank,item_id,path,cluster,score\n";
       for (const auto& it : items) {
-        f << it.rank() << "," << csv(it.item_id()) << "," << csv(it.path()) << "," << it.cluster()
-          << "," << absl::StrFormat("%.6g", it.score()) << "\n";
+        f << it.rank() << "," << CsvField(it.item_id()) << "," << CsvField(it.path()) << ","
+          << it.cluster() << "," << absl::StrFormat("%.6g", it.score()) << "\n";
       }
       break;
     }
   }
+  return grpc::Status::OK;
 }
 
 }  // namespace
 
 grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
                             const std::string& path, SelectionFormat format, int64_t* count) {
+  return WriteSelection(stub, job_id, path, format, ExportOptions(), count);
+}
+
+grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
+                            const std::string& path, SelectionFormat format,
+                            const ExportOptions& options, int64_t* count) {
   std::vector<v1::SelectedItem> items;
   std::string token;
   v1::GetSelectionResponse last;
@@ -159,14 +250,18 @@ grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
     items.insert(items.end(), last.items().begin(), last.items().end());
     token = last.next_page_token();
   } while (!token.empty());
+  // Rendered in memory first: a refused export (a path outside --relative-to) leaves
+  // no partial file and writes nothing to stdout.
+  std::ostringstream text;
+  if (auto s = WriteSelectionTo(text, format, options, job_id, last, items); !s.ok()) return s;
   if (path == "-") {
-    WriteSelectionTo(std::cout, format, job_id, last, items);
+    std::cout << text.str();
     std::cout.flush();
     if (!std::cout) return grpc::Status(grpc::INTERNAL, "cannot write the selection to stdout");
   } else {
     std::ofstream f(path);
     if (!f) return grpc::Status(grpc::INVALID_ARGUMENT, "--out: cannot write " + path);
-    WriteSelectionTo(f, format, job_id, last, items);
+    f << text.str();
     f.close();
     if (!f) return grpc::Status(grpc::INTERNAL, "--out: cannot write " + path);
   }

@@ -29,14 +29,33 @@ grpc::Status Watch(v1::Updp::Stub* stub, const std::string& job_id, bool tty, st
 // How a selection is written: CSV (rank,item_id,path,cluster,score), JSON (the job, the
 // dataset, the strategy and the items), or one path per line (paths, for tools that
 // take a file list).
-enum class SelectionFormat { kCsv, kJson, kPaths };
-// "csv" | "json" | "paths"; false for another name.
+// Exports for labeling tools: Label Studio tasks JSON, a CVAT file list (one image
+// reference per line, for a task's remote or share sources), a FiftyOne CSVDataset
+// labels file (filepath + fields).
+enum class SelectionFormat { kCsv, kJson, kPaths, kLabelStudio, kCvat, kFiftyOne };
+// "csv" | "json" | "paths" | "labelstudio" | "cvat" | "fiftyone"; false for another name.
 bool ParseSelectionFormat(const std::string& name, SelectionFormat* out);
 // By the file's extension: .json is JSON, .txt paths, anything else (and "-") CSV.
 SelectionFormat SelectionFormatForPath(const std::string& path);
 
+// How the exports name an image: `prefix` + the path, made relative to `relative_to`
+// first when that is set (a path outside it is an error naming the item). A prefix
+// that is a URL (it has "://" or "?") gets the path percent-encoded (but '/'), e.g.
+// Label Studio's local files: --prefix '/data/local-files/?d=' --relative-to ROOT.
+struct ExportOptions {
+  std::string prefix;
+  std::string relative_to;
+  std::string data_key = "image";  // Label Studio: the labeling config's $variable
+};
+// The reference the exports write for `path` (INVALID_ARGUMENT outside relative_to).
+grpc::Status MediaReference(const ExportOptions& o, const std::string& item_id,
+                            const std::string& path, std::string* out);
+
 // Fetches every page of a selection and writes it in `format` to `path`, or to stdout
 // when `path` is "-" (nothing else is written there).
+grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
+                            const std::string& path, SelectionFormat format,
+                            const ExportOptions& options, int64_t* count);
 grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
                             const std::string& path, SelectionFormat format, int64_t* count);
 // The same, the format chosen by the path's extension.

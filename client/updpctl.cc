@@ -12,7 +12,8 @@
 //   prompt list | export NAME --out FILE | import NAME FILE
 //   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
 //          [--features F] [--seed N] [--labeled FILE] [--out FILE|-] [--format F] [--wait]
-//   selection get JOB [--format csv|json|paths] [--out FILE|-]
+//   selection get JOB [--format csv|json|paths|labelstudio|cvat|fiftyone] [--out FILE|-]
+//                     [--prefix P] [--relative-to DIR] [--data-key K]
 //   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
 //   health [--service NAME] [--timeout SECONDS]
 #include <unistd.h>
@@ -52,7 +53,10 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
   prompt list | export NAME --out FILE | import NAME FILE
   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
          [--features F] [--seed N] [--labeled FILE] [--out FILE|-] [--format F] [--wait]
-  selection get JOB [--format csv|json|paths] [--out FILE|-]   (default: CSV on stdout)
+  selection get JOB [--format F] [--out FILE|-]   (default: CSV on stdout)
+      F: csv | json | paths | labelstudio | cvat | fiftyone; the last three name images
+      as [--prefix P] + the path [made relative to --relative-to DIR]
+      (labelstudio: [--data-key image], the labeling config's $variable)
   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
   health [--service NAME] [--timeout SECONDS]   (exit 0 only when SERVING)
 The server address comes from --addr, else $UPDP_ADDR, else localhost:50051.
@@ -465,7 +469,7 @@ class Cli {
         rc != 0) {
       return rc;
     }
-    if (out) return WritePicks(j.job_id(), a.Get("out"), format);
+    if (out) return WritePicks(j.job_id(), a.Get("out"), format, a);
     return 0;
   }
 
@@ -473,15 +477,20 @@ class Cli {
   static client::SelectionFormat OutputFormat(const Args& a) {
     client::SelectionFormat f = client::SelectionFormatForPath(a.Get("out", "-"));
     if (a.Has("format") && !client::ParseSelectionFormat(a.Get("format"), &f)) {
-      Die("--format: '" + a.Get("format") + "' is not csv, json or paths");
+      Die("--format: '" + a.Get("format") +
+          "' is not csv, json, paths, labelstudio, cvat or fiftyone");
     }
     return f;
   }
 
-  int WritePicks(const std::string& job_id, const std::string& out,
-                 client::SelectionFormat format) {
+  int WritePicks(const std::string& job_id, const std::string& out, client::SelectionFormat format,
+                 const Args& a) {
+    client::ExportOptions eo;
+    eo.prefix = a.Get("prefix");
+    eo.relative_to = a.Get("relative-to");
+    eo.data_key = a.Get("data-key", "image");
     int64_t n = 0;
-    auto w = client::WriteSelection(stub_.get(), job_id, out, format, &n);
+    auto w = client::WriteSelection(stub_.get(), job_id, out, format, eo, &n);
     if (!w.ok()) return Fail(w);
     if (out != "-") std::cerr << "updpctl: wrote " << n << " picks to " << out << "\n";
     return 0;
@@ -492,7 +501,7 @@ class Cli {
     const std::string sub = Need(a, 1, "selection subcommand");
     if (sub != "get") Die("unknown selection subcommand '" + sub + "'");
     const std::string job = Need(a, 2, "JOB id");
-    return WritePicks(job, a.Get("out", "-"), OutputFormat(a));
+    return WritePicks(job, a.Get("out", "-"), OutputFormat(a), a);
   }
 
   int Jobs(const Args& a) {

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Selection exports for labeling tools, from a real server's selection of real images,
+# each checked against its tool's documented import format:
+#   Label Studio: a JSON list of tasks; a task is an object with a "data" object (the
+#     labeling config's variables, string values: the image URL or local-files path)
+#     and optional "meta", "annotations", "predictions", "id";
+#     local files: /data/local-files/?d=<path under LOCAL_FILES_DOCUMENT_ROOT>, encoded.
+#   CVAT: a file list for task creation: one image reference per line, no header.
+#   FiftyOne CSVDataset: a CSV with a header and a "filepath" column (media_field),
+#     other columns as fields.
+# and the refusals: a path outside --relative-to (no file written).
+# Usage: exports.sh BUILD_DIR        Needs: dataset-fashion-mnist.
+set -euo pipefail
+BUILD="$(cd "${1:?usage: exports.sh BUILD_DIR}" && pwd)"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/updp-exports.XXXXXX")
+SERVER=""
+cleanup() {
+  [ -z "$SERVER" ] || { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; } || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+die() { echo "exports: FAIL: $*" >&2; exit 1; }
+# shellcheck source=scripts/lib/free_port.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/free_port.sh"
+PORT=$(free_port)
+ctl() { timeout 60 "$BUILD/updpctl" --addr "127.0.0.1:$PORT" "$@"; }
+
+"$BUILD/updp-make-test-model" --out "$WORK/model" --preset tiny --seed 1 >/dev/null
+"$BUILD/updp-fmnist" --out "$WORK/root/images" --limit 40 >/dev/null
+cp "$WORK/root/images/00001.png" "$WORK/root/images/with space & more.png"
+"$BUILD/updp-server" --host 127.0.0.1 --port "$PORT" --metrics_port 0 --data_dir "$WORK/data" \
+  --model_dir "$WORK/model" --allowed_roots "$WORK" >"$WORK/server.log" 2>&1 &
+SERVER=$!
+for _ in $(seq 1 300); do
+  ctl health --timeout 1 >/dev/null 2>&1 && break
+  sleep 0.1
+done
+ctl dataset register imgs --images "$WORK/root/images" >/dev/null 2>&1 || die "register"
+ctl embed imgs --wait >/dev/null 2>&1 || die "embed"
+# Every item, so that the odd file name is among the picks.
+ctl select imgs --strategy random --budget 41 --out "$WORK/all.csv" >/dev/null 2>&1 || die "select"
+job=$(ctl jobs list --dataset imgs --state succeeded | awk '$2 == "SELECT" {print $1; exit}')
+[ -n "$job" ] || die "no SELECT job"
+cd "$WORK"
+
+ctl selection get "$job" --format labelstudio --prefix '/data/local-files/?d=' \
+  --relative-to "$WORK" --out ls-local.json 2>/dev/null || die "labelstudio (local files)"
+ctl selection get "$job" --format labelstudio --prefix 'http://files.internal/pool/' \
+  --relative-to "$WORK/root" --data-key img >ls-http.json || die "labelstudio (http)"
+ctl selection get "$job" --format cvat --prefix /share/ --relative-to "$WORK/root" \
+  >cvat.txt || die "cvat"
+ctl selection get "$job" --format fiftyone >fiftyone.csv || die "fiftyone"
+
+python3 - "$WORK" <<'PY' || die "a format check failed"
+import csv, json, os, sys
+from urllib.parse import unquote, urlparse, parse_qs
+work = sys.argv[1]
+picks = list(csv.DictReader(open(os.path.join(work, "all.csv"))))
+assert len(picks) == 41, len(picks)
+paths = {p["item_id"]: p["path"] for p in picks}
+
+TASK_KEYS = {"data", "meta", "annotations", "predictions", "id"}
+def check_ls(name, key, to_path):
+    tasks = json.load(open(os.path.join(work, name)))
+    assert isinstance(tasks, list) and len(tasks) == 41, name
+    for t in tasks:
+        assert isinstance(t, dict) and set(t) <= TASK_KEYS and "data" in t, t
+        assert isinstance(t["data"], dict) and all(isinstance(v, str) for v in t["data"].values()), t
+        assert isinstance(t["meta"], dict), t
+        assert {"rank", "cluster", "score"} <= set(t["meta"]), t["meta"]
+        item = t["data"]["item_id"]
+        assert to_path(t["data"][key]) == paths[item], (t["data"][key], paths[item])
+        assert os.path.isfile(to_path(t["data"][key]))
+    ranks = sorted(t["meta"]["rank"] for t in tasks)
+    assert ranks == sorted(int(p["rank"]) for p in picks), ranks
+
+def local_files(ref):  # Label Studio: /data/local-files/?d=<relative to the document root>
+    u = urlparse(ref)
+    assert u.path == "/data/local-files/", ref
+    return os.path.join(work, parse_qs(u.query)["d"][0])
+check_ls("ls-local.json", "image", local_files)
+def http(ref):
+    assert ref.startswith("http://files.internal/pool/"), ref
+    assert " " not in ref and "&" not in ref, ref  # encoded
+    return os.path.join(work, "root", unquote(ref[len("http://files.internal/pool/"):]))
+check_ls("ls-http.json", "img", http)
+
+lines = open(os.path.join(work, "cvat.txt")).read().splitlines()
+assert len(lines) == 41 and len(set(lines)) == 41, len(lines)
+for ln in lines:
+    assert ln.startswith("/share/images/") and ln.strip() == ln, ln
+    assert os.path.isfile(os.path.join(work, "root", ln[len("/share/"):])), ln
+
+rows = list(csv.DictReader(open(os.path.join(work, "fiftyone.csv"))))
+assert len(rows) == 41 and "filepath" in rows[0], rows[:1]
+for r in rows:
+    assert os.path.isabs(r["filepath"]) and os.path.isfile(r["filepath"]), r
+    int(r["rank"]); int(r["cluster"]); float(r["score"])
+    assert r["tags"].split(",") == ["updp", "random"], r["tags"]
+print("exports: Label Studio (local files, http), CVAT list, FiftyOne CSV: 41 tasks each, all resolve")
+PY
+
+if ctl selection get "$job" --format cvat --relative-to /elsewhere --out bad.txt 2>bad.err; then
+  die "a path outside --relative-to was exported"
+fi
+grep -q "INVALID_ARGUMENT: --relative-to: the path of item" bad.err || die "relative-to: $(cat bad.err)"
+[ ! -e bad.txt ] || die "a refused export left bad.txt"
+echo "exports: all checks passed"
