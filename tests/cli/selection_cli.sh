@@ -74,7 +74,7 @@ grep -q "wrote 5 picks to saved.json" get.err || die "no confirmation on stderr"
 if ctl selection get job-nope >/dev/null 2>nope.err; then die "an unknown job succeeded"; fi
 grep -q "NOT_FOUND" nope.err || die "unknown job: $(cat nope.err)"
 if ctl selection get "$job" --format xml >/dev/null 2>fmt.err; then die "--format xml accepted"; fi
-grep -q "is not csv, json or paths" fmt.err || die "bad format: $(cat fmt.err)"
+grep -q "is not csv, json, paths, labelstudio, cvat or fiftyone" fmt.err || die "bad format: $(cat fmt.err)"
 
 ctl select vecs --strategy random --budget 3 --wait >wait.out 2>wait.err || die "select --wait"
 [ "$(wc -l <wait.out)" = 1 ] || die "select --wait: stdout has more than the job line: $(cat wait.out)"
