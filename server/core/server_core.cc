@@ -23,6 +23,19 @@ namespace fs = std::filesystem;
 
 namespace {
 
+// Paged listings: a page size (0: the default, at most 10,000) and a token that is the
+// next offset.
+absl::Status ParsePage(const std::string& token, int default_size, int* size, int64_t* offset) {
+  if (*size < 0) return absl::InvalidArgumentError("page_size: must be >= 0");
+  if (*size == 0) *size = default_size;
+  *size = std::min(*size, 10000);
+  *offset = 0;
+  if (!token.empty() && (!absl::SimpleAtoi(token, offset) || *offset < 0)) {
+    return absl::InvalidArgumentError("page_token: invalid");
+  }
+  return absl::OkStatus();
+}
+
 constexpr char kModelLoading[] =
     "the BLIP-2 model is still loading; retry when health reports SERVING";
 constexpr size_t kMaxLabeledIds = 1000000;
@@ -257,13 +270,8 @@ absl::StatusOr<ItemsPage> ServerCore::ListItems(const std::string& dataset, int 
   if (auto s = ValidateName("dataset", dataset); !s.ok()) return s;
   auto d = store_->GetDataset(dataset);
   if (!d.ok()) return d.status();
-  if (page_size < 0) return absl::InvalidArgumentError("page_size: must be >= 0");
-  if (page_size == 0) page_size = 1000;
-  page_size = std::min(page_size, 10000);
   int64_t offset = 0;
-  if (!page_token.empty() && (!absl::SimpleAtoi(page_token, &offset) || offset < 0)) {
-    return absl::InvalidArgumentError("page_token: invalid");
-  }
+  if (auto s = ParsePage(page_token, /*default_size=*/1000, &page_size, &offset); !s.ok()) return s;
   ItemsPage page;
   page.total = d->num_items;
   page.chunk_size = d->chunk_size;
@@ -402,13 +410,8 @@ absl::StatusOr<SelectionPage> ServerCore::GetSelection(const std::string& job_id
                                                       JobStateName(job->state),
                                                       "; the selection exists once it SUCCEEDED"));
   }
-  if (page_size < 0) return absl::InvalidArgumentError("page_size: must be >= 0");
-  if (page_size == 0) page_size = 100;
-  page_size = std::min(page_size, 10000);
   int64_t offset = 0;
-  if (!page_token.empty() && (!absl::SimpleAtoi(page_token, &offset) || offset < 0)) {
-    return absl::InvalidArgumentError("page_token: invalid");
-  }
+  if (auto s = ParsePage(page_token, /*default_size=*/100, &page_size, &offset); !s.ok()) return s;
   SelectionPage page;
   auto total = store_->CountSelection(job_id);
   if (!total.ok()) return total.status();

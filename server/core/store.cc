@@ -533,16 +533,7 @@ absl::Status Store::CommitDataset(const std::string& dataset, const std::string&
   }
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  Stmt c(db_, "INSERT INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
-  for (const FeatureChunk& chunk : chunks) {
-    c.Bind(1, dataset)
-        .Bind(2, chunk_source)
-        .Bind(3, chunk.chunk)
-        .Bind(4, chunk.count)
-        .Bind(5, chunk.path);
-    if (auto s = c.Run("insert feature chunk"); !s.ok()) return s;
-    c.Reset();
-  }
+  if (auto s = InsertFeatureChunks(dataset, chunk_source, chunks); !s.ok()) return s;
   Stmt up(db_, "UPDATE datasets SET state=1, num_items=?, source_path=? WHERE name=? AND state=0;");
   up.Bind(1, num_items).Bind(2, source_path).Bind(3, dataset);
   if (auto s = up.Run("commit dataset"); !s.ok()) return s;
@@ -777,13 +768,7 @@ absl::Status Store::AddFailedItems(const std::string& dataset,
                                    const std::vector<FailedItemRow>& rows) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  Stmt fi(db_,
-          "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
-  for (const auto& r : rows) {
-    fi.Bind(1, dataset).Bind(2, r.item_id).Bind(3, r.path).Bind(4, r.error);
-    if (auto s = fi.Run("insert failed item"); !s.ok()) return s;
-    fi.Reset();
-  }
+  if (auto s = InsertFailedItems(dataset, rows); !s.ok()) return s;
   return tx.Commit();
 }
 
@@ -791,11 +776,7 @@ absl::Status Store::AddFeatureChunk(const std::string& dataset, const std::strin
                                     const FeatureChunk& c) {
   Tx tx(this);
   if (!tx.status().ok()) return tx.status();
-  Stmt s(db_,
-         "INSERT OR REPLACE INTO feature_chunks(dataset, source, chunk, count, path) "
-         "VALUES(?,?,?,?,?);");
-  s.Bind(1, dataset).Bind(2, source).Bind(3, c.chunk).Bind(4, c.count).Bind(5, c.path);
-  if (auto st = s.Run("insert feature chunk"); !st.ok()) return st;
+  if (auto s = InsertFeatureChunks(dataset, source, {c}); !s.ok()) return s;
   return tx.Commit();
 }
 
@@ -812,7 +793,16 @@ absl::Status Store::AttachFeatureChunks(const std::string& dataset, const std::s
         absl::StrCat("dataset: ", Quote(dataset), " already has ", q.Int(0), " '", source,
                      "' feature chunks; attach to a dataset without them"));
   }
-  Stmt c(db_, "INSERT INTO feature_chunks(dataset, source, chunk, count, path) VALUES(?,?,?,?,?);");
+  if (auto s = InsertFeatureChunks(dataset, source, chunks); !s.ok()) return s;
+  if (auto s = InsertFailedItems(dataset, failed); !s.ok()) return s;
+  return tx.Commit();
+}
+
+absl::Status Store::InsertFeatureChunks(const std::string& dataset, const std::string& source,
+                                        const std::vector<FeatureChunk>& chunks) {
+  Stmt c(db_,
+         "INSERT OR REPLACE INTO feature_chunks(dataset, source, chunk, count, path) "
+         "VALUES(?,?,?,?,?);");
   for (const FeatureChunk& chunk : chunks) {
     c.Bind(1, dataset)
         .Bind(2, source)
@@ -822,14 +812,19 @@ absl::Status Store::AttachFeatureChunks(const std::string& dataset, const std::s
     if (auto s = c.Run("insert feature chunk"); !s.ok()) return s;
     c.Reset();
   }
+  return absl::OkStatus();
+}
+
+absl::Status Store::InsertFailedItems(const std::string& dataset,
+                                      const std::vector<FailedItemRow>& rows) {
   Stmt fi(db_,
           "INSERT OR REPLACE INTO failed_items(dataset, item_id, path, error) VALUES(?,?,?,?);");
-  for (const auto& r : failed) {
+  for (const auto& r : rows) {
     fi.Bind(1, dataset).Bind(2, r.item_id).Bind(3, r.path).Bind(4, r.error);
     if (auto s = fi.Run("insert failed item"); !s.ok()) return s;
     fi.Reset();
   }
-  return tx.Commit();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<FeatureChunk>> Store::FeatureChunks(const std::string& dataset,

@@ -153,6 +153,11 @@ class Store {
   class Tx;
   Store() = default;
   absl::Status Migrate();
+  // Row writers for an open write transaction (the callers hold a Tx).
+  absl::Status InsertFeatureChunks(const std::string& dataset, const std::string& source,
+                                   const std::vector<FeatureChunk>& chunks);
+  absl::Status InsertFailedItems(const std::string& dataset,
+                                 const std::vector<FailedItemRow>& rows);
   absl::StatusOr<sqlite3*> AcquireReader();
   void ReleaseReader(sqlite3* db);
 
