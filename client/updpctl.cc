@@ -25,6 +25,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <vector>
@@ -33,6 +34,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "client/client_lib.h"
+#include "client/labeled_list.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "server/select/names.h"
 #include "server/util/shard_format.h"
@@ -52,7 +54,11 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
                [--batch-size N] [--lr X] [--views V] [--seed S] [--max-items N] [--wait]
   prompt list | export NAME --out FILE | import NAME FILE
   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
-         [--features F] [--seed N] [--labeled FILE] [--out FILE|-] [--format F] [--wait]
+         [--features F] [--seed N] [--labeled FILE [--strict-labeled]] [--out FILE|-]
+         [--format F] [--wait]
+      --labeled: picks CSV/JSON written by updpctl, a Label Studio export of its tasks,
+      a JSON list of ids, or text with one id (or /absolute/path) per line; ids that are
+      not items are ignored with a warning (an error with --strict-labeled)
   selection get JOB [--format F] [--out FILE|-]   (default: CSV on stdout)
       F: csv | json | paths | labelstudio | cvat | fiftyone; the last three name images
       as [--prefix P] + the path [made relative to --relative-to DIR]
@@ -73,7 +79,7 @@ std::string Usage() {
   return u;
 }
 
-const std::set<std::string> kBoolFlags = {"wait", "help", "async"};
+const std::set<std::string> kBoolFlags = {"wait", "help", "async", "strict-labeled"};
 
 struct Args {
   std::vector<std::string> pos;
@@ -447,19 +453,16 @@ class Cli {
     req.set_rule(a.Get("rule"));
     req.set_features(a.Get("features"));
     req.set_seed(static_cast<uint64_t>(Int(a, "seed", 0)));
+    const bool strict = a.Has("strict-labeled");
+    req.set_strict_labeled(strict);
     if (a.Has("labeled")) {
-      std::ifstream f(a.Get("labeled"));
-      if (!f) Die("--labeled: cannot read " + a.Get("labeled"), 1);
-      std::string line;
-      while (std::getline(f, line)) {
-        std::string id(absl::StripAsciiWhitespace(line));
-        if (!id.empty()) req.add_labeled_ids(id);
-      }
+      if (int rc = AddLabeled(a.Get("labeled"), strict, &req); rc != 0) return rc;
     }
     grpc::ClientContext ctx;
     v1::Job j;
     auto s = stub_->Select(&ctx, req, &j);
     if (!s.ok()) return Fail(s);
+    WarnUnknownLabeled(j);
     const bool out = a.Has("out");
     const bool to_stdout = a.Get("out") == "-";
     const client::SelectionFormat format = OutputFormat(a);
@@ -471,6 +474,58 @@ class Cli {
     }
     if (out) return WritePicks(j.job_id(), a.Get("out"), format, a);
     return 0;
+  }
+
+  // --labeled FILE (labeled_list.h): ids as they are; paths mapped to their items
+  // through ListItems (a path that is no item is reported like an unknown id).
+  int AddLabeled(const std::string& file, bool strict, v1::SelectRequest* req) {
+    auto list = client::ReadLabeledList(file);
+    if (!list.ok()) Die(std::string(list.status().message()), 1);
+    for (auto& id : list->ids) req->add_labeled_ids(id);
+    if (list->paths.empty()) return 0;
+    std::map<std::string, std::string> id_of_path;
+    v1::ListItemsRequest lr;
+    lr.set_dataset(req->dataset());
+    lr.set_page_size(10000);
+    do {
+      grpc::ClientContext c;
+      v1::ListItemsResponse r;
+      auto s = stub_->ListItems(&c, lr, &r);
+      if (!s.ok()) return Fail(s);
+      for (const auto& it : r.items()) id_of_path[it.path()] = it.item_id();
+      lr.set_page_token(r.next_page_token());
+    } while (!lr.page_token().empty());
+    int64_t unknown = 0;
+    for (const auto& p : list->paths) {
+      auto it = id_of_path.find(p);
+      if (it != id_of_path.end()) {
+        req->add_labeled_ids(it->second);
+        continue;
+      }
+      if (strict) Die("--labeled: " + p + " is not an image of '" + req->dataset() + "'", 1);
+      if (++unknown <= 3)
+        std::cerr << "updpctl: warning: --labeled: " << p << " is not an image of '"
+                  << req->dataset() << "'; ignored\n";
+    }
+    if (unknown > 3) {
+      std::cerr << "updpctl: warning: --labeled: " << unknown << " paths in all are not images of '"
+                << req->dataset() << "'; ignored\n";
+    }
+    return 0;
+  }
+
+  // The server ignored (and counted) labeled ids that are not items: say so.
+  static void WarnUnknownLabeled(const v1::Job& j) {
+    const auto params = nlohmann::json::parse(j.parameters_json(), nullptr, false);
+    if (params.is_discarded() || params.value("labeled_unknown", 0) == 0) return;
+    std::string first;
+    for (const auto& id : params.value("labeled_unknown_first", nlohmann::json::array())) {
+      first += (first.empty() ? "" : ", ") + id.get<std::string>();
+    }
+    std::cerr << "updpctl: warning: " << params["labeled_unknown"].get<int64_t>()
+              << " labeled id(s) are not items of '" << j.dataset()
+              << "' and were ignored (first: " << first
+              << "); --strict-labeled makes this an error\n";
   }
 
   // --format, else by --out's extension (CSV for stdout).

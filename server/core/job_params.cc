@@ -73,9 +73,16 @@ std::string ParamsToJson(const JobParams& p) {
          {"init_phrase", l->init_phrase},
          {"max_train_items", l->max_train_items}};
   } else if (auto* s = std::get_if<SelectParams>(&p)) {
-    j = {{"strategy", s->strategy}, {"budget", s->budget}, {"seed", s->seed},
-         {"features", s->features}, {"prompt", s->prompt}, {"labeled_ids", s->labeled_ids},
-         {"rule", s->rule}};
+    j = {{"strategy", s->strategy},
+         {"budget", s->budget},
+         {"seed", s->seed},
+         {"features", s->features},
+         {"prompt", s->prompt},
+         {"labeled_ids", s->labeled_ids},
+         {"rule", s->rule},
+         {"strict_labeled", s->strict_labeled},
+         {"labeled_unknown", s->labeled_unknown},
+         {"labeled_unknown_first", s->labeled_unknown_first}};
   } else if (auto* r = std::get_if<RegisterParams>(&p)) {
     j = {{"source", SourceKindName(r->source_kind)},
          {"path", r->path},
@@ -126,6 +133,9 @@ absl::StatusOr<JobParams> ParamsFromJson(JobKind kind, const std::string& text) 
         s.prompt = j.value("prompt", s.prompt);
         s.labeled_ids = j.value("labeled_ids", s.labeled_ids);
         s.rule = j.value("rule", s.rule);
+        s.strict_labeled = j.value("strict_labeled", s.strict_labeled);
+        s.labeled_unknown = j.value("labeled_unknown", s.labeled_unknown);
+        s.labeled_unknown_first = j.value("labeled_unknown_first", s.labeled_unknown_first);
         return JobParams(s);
       }
       case JobKind::kRegister: {

@@ -43,8 +43,11 @@ struct SelectParams {
   uint64_t seed = 0;
   std::string features;  // resolved feature source
   std::string prompt;
-  std::vector<std::string> labeled_ids;
-  std::string rule = "kmeans";  // updp: kmeans | cluster-head
+  std::vector<std::string> labeled_ids;            // stored: the known ones (excluded from picks)
+  std::string rule = "kmeans";                     // updp: kmeans | cluster-head
+  bool strict_labeled = false;                     // unknown labeled ids: error, not ignored
+  int64_t labeled_unknown = 0;                     // stored: how many given ids were not items
+  std::vector<std::string> labeled_unknown_first;  // stored: the first ten of them
 };
 
 // Where a dataset is registered from (the job's dataset is the name it reserves).

@@ -382,11 +382,27 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
         absl::StrCat("labeled_ids: more than ", kMaxLabeledIds, " ids"));
   }
   if (!p.labeled_ids.empty()) {
-    auto unknown = store_->UnknownItemIds(dataset, p.labeled_ids, 1);
+    auto unknown =
+        store_->UnknownItemIds(dataset, p.labeled_ids, p.strict_labeled ? 1 : p.labeled_ids.size());
     if (!unknown.ok()) return unknown.status();
-    if (!unknown->empty()) {
+    if (!unknown->empty() && p.strict_labeled) {
       return absl::InvalidArgumentError(
           absl::StrCat("labeled_ids: unknown item id ", Quote(unknown->front())));
+    }
+    // Lenient: the job keeps the known ids (the ones its picks exclude) and a count of
+    // the rest, which the client reports.
+    if (!unknown->empty()) {
+      const std::set<std::string> drop(unknown->begin(), unknown->end());
+      std::vector<std::string> known;
+      for (auto& id : p.labeled_ids) {
+        if (drop.count(id)) {
+          ++p.labeled_unknown;
+          if (p.labeled_unknown_first.size() < 10) p.labeled_unknown_first.push_back(id);
+        } else {
+          known.push_back(std::move(id));
+        }
+      }
+      p.labeled_ids = std::move(known);
     }
   }
   return jobs_->Submit(dataset, p);

@@ -78,11 +78,13 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
     for (int64_t b = begin; b < end; b += bs) {
       if (ctx.Cancelled()) return core::JobStopped();
       std::vector<std::string> paths;
-      for (int64_t i = b; i < std::min(end, b + bs); ++i) paths.push_back(chunk_items[i - begin].path);
+      for (int64_t i = b; i < std::min(end, b + bs); ++i)
+        paths.push_back(chunk_items[i - begin].path);
       // One decode and one ViT pass feed both the image and the prompted features.
       model::PreparedBatch pb = encoder_->Prepare(paths);
       for (auto& [i, err] : pb.errors)
-        failed.push_back({chunk_items[b - begin + i].item_id, chunk_items[b - begin + i].path, err});
+        failed.push_back(
+            {chunk_items[b - begin + i].item_id, chunk_items[b - begin + i].path, err});
       for (int i : pb.ok) index.push_back(b + i);
       if (pb.ok.empty()) continue;
       torch::InferenceMode guard;
@@ -149,9 +151,9 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   const select::FeatureSource& x = opened->source;
   const std::vector<int64_t>& item_of_row = opened->item_of_row;
   if (x.rows() == 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "dataset: no item of '", job.dataset, "' has features (all ", info->num_items,
-        " are missing or failed to decode); there is nothing to select from"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset: no item of '", job.dataset, "' has features (all ", info->num_items,
+                     " are missing or failed to decode); there is nothing to select from"));
   }
   select::SelectOptions o;
   o.strategy = p.strategy;
@@ -209,6 +211,10 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   ctx.SetProgress(done);
   ctx.SetResult(json{
       {"picks", rows.size()},
+      // Labeled items kept out of the picks (those with features), and the given ids
+      // that were not items (ignored).
+      {"labeled_excluded", o.labeled.size()},
+      {"labeled_unknown", p.labeled_unknown},
       {"features", p.features},
       {"rows", x.rows()},
       {"dim", x.dim()},

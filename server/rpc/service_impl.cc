@@ -437,6 +437,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::Select(grpc::CallbackServerContext* c
     p.prompt = req->prompt();
     p.labeled_ids.assign(req->labeled_ids().begin(), req->labeled_ids().end());
     p.rule = req->rule();
+    p.strict_labeled = req->strict_labeled();
     auto j = core_->Select(req->dataset(), std::move(p));
     if (!j.ok()) return j.status();
     ToProto(*j, resp);

@@ -8,7 +8,9 @@
 #   CVAT: a file list for task creation: one image reference per line, no header.
 #   FiftyOne CSVDataset: a CSV with a header and a "filepath" column (media_field),
 #     other columns as fields.
-# and the refusals: a path outside --relative-to (no file written).
+# then the loop back: a Label Studio export of some tasks and a list of image paths as
+# --labeled keep those images out of the next picks; and the refusal of a path outside
+# --relative-to (no file written).
 # Usage: exports.sh BUILD_DIR        Needs: dataset-fashion-mnist.
 set -euo pipefail
 BUILD="$(cd "${1:?usage: exports.sh BUILD_DIR}" && pwd)"
@@ -99,6 +101,25 @@ for r in rows:
     assert r["tags"].split(",") == ["updp", "random"], r["tags"]
 print("exports: Label Studio (local files, http), CVAT list, FiftyOne CSV: 41 tasks each, all resolve")
 PY
+
+# Labeled, then pick again: a Label Studio export of 5 of these tasks, and 3 image
+# paths, keep those 8 images out of a selection of everything else.
+python3 - <<'PY'
+import json
+tasks = json.load(open("ls-http.json"))
+json.dump(tasks[:5], open("ls-labeled.json", "w"))
+open("labeled-ids.txt", "w").write("".join(t["data"]["item_id"] + "\n" for t in tasks[:5]))
+PY
+grep -v "^rank" all.csv | cut -d, -f3 | grep "^/" | grep -v -F -f labeled-ids.txt | head -3 >labeled-paths.txt
+[ "$(wc -l <labeled-paths.txt)" = 3 ] || die "could not pick 3 paths"
+ctl select imgs --strategy random --budget 100 --labeled ls-labeled.json --out again1.csv \
+  >/dev/null 2>&1 || die "select --labeled (Label Studio tasks)"
+ctl select imgs --strategy random --budget 100 --labeled labeled-paths.txt --out again2.csv \
+  >/dev/null 2>&1 || die "select --labeled (paths)"
+[ "$(tail -n +2 again1.csv | wc -l)" = 36 ] || die "Label Studio labeled: $(tail -n +2 again1.csv | wc -l) picks, not 41 - 5"
+[ "$(tail -n +2 again2.csv | wc -l)" = 38 ] || die "paths labeled: $(tail -n +2 again2.csv | wc -l) picks, not 41 - 3"
+if cut -d, -f2 again1.csv | grep -qx -F -f labeled-ids.txt; then die "a Label Studio-labeled image was picked"; fi
+if cut -d, -f3 again2.csv | grep -qx -F -f labeled-paths.txt; then die "a labeled path was picked"; fi
 
 if ctl selection get "$job" --format cvat --relative-to /elsewhere --out bad.txt 2>bad.err; then
   die "a path outside --relative-to was exported"

@@ -1,8 +1,8 @@
 // Bad input gets a clear status naming the field or file, and never loses stored data.
 #include <fstream>
 
-#include "server/util/atomic_file.h"
 #include "server/model/npy.h"
+#include "server/util/atomic_file.h"
 #include "tests/service/test_env.h"
 
 namespace updp::testing {
@@ -41,12 +41,13 @@ class BadInputTest : public ::testing::Test {
     return server_->stub()->RegisterDataset(&c, r, &d);
   }
   grpc::Status Select(const std::string& ds, const std::string& strategy, int64_t budget,
-                      std::vector<std::string> labeled = {}) {
+                      std::vector<std::string> labeled = {}, bool strict_labeled = false) {
     v1::SelectRequest r;
     r.set_dataset(ds);
     r.set_strategy(strategy);
     r.set_budget(budget);
     for (auto& l : labeled) r.add_labeled_ids(l);
+    r.set_strict_labeled(strict_labeled);
     grpc::ClientContext c;
     v1::Job j;
     return server_->stub()->Select(&c, r, &j);
@@ -55,10 +56,10 @@ class BadInputTest : public ::testing::Test {
   std::unique_ptr<Server> server_;
 };
 
-#define EXPECT_STATUS(expr, code, needle)                                      \
-  do {                                                                         \
-    grpc::Status _s = (expr);                                                  \
-    EXPECT_EQ(_s.error_code(), code) << _s.error_message();                    \
+#define EXPECT_STATUS(expr, code, needle)                                                \
+  do {                                                                                   \
+    grpc::Status _s = (expr);                                                            \
+    EXPECT_EQ(_s.error_code(), code) << _s.error_message();                              \
     EXPECT_NE(_s.error_message().find(needle), std::string::npos) << _s.error_message(); \
   } while (0)
 
@@ -109,9 +110,11 @@ TEST_F(BadInputTest, CorruptImagesAreSkippedCountedAndListed) {
 
 TEST_F(BadInputTest, Manifest) {
   EXPECT_STATUS(RegisterManifest("m", root_ + "/missing.txt"), grpc::NOT_FOUND, "manifest.path");
-  ASSERT_TRUE(WriteFileAtomically(root_ + "/dup.csv",
-                                  "id,path\na,images/00000.png\na,images/00001.png\n").ok());
-  EXPECT_STATUS(RegisterManifest("m", root_ + "/dup.csv"), grpc::INVALID_ARGUMENT, "duplicate item id 'a'");
+  ASSERT_TRUE(
+      WriteFileAtomically(root_ + "/dup.csv", "id,path\na,images/00000.png\na,images/00001.png\n")
+          .ok());
+  EXPECT_STATUS(RegisterManifest("m", root_ + "/dup.csv"), grpc::INVALID_ARGUMENT,
+                "duplicate item id 'a'");
   ASSERT_TRUE(WriteFileAtomically(root_ + "/outside.txt", "/etc/passwd\n").ok());
   {
     // A line outside the roots is a failed item (like a missing file), not a refusal.
@@ -128,7 +131,9 @@ TEST_F(BadInputTest, Manifest) {
   ASSERT_TRUE(WriteFileAtomically(root_ + "/empty.txt", "\n# nothing\n").ok());
   EXPECT_STATUS(RegisterManifest("m", root_ + "/empty.txt"), grpc::INVALID_ARGUMENT, "no items");
   // Plain list with one missing file: registered, the missing file listed as failed.
-  ASSERT_TRUE(WriteFileAtomically(root_ + "/ok.txt", "images/00000.png\nimages/00001.png\nimages/zz.png\n").ok());
+  ASSERT_TRUE(
+      WriteFileAtomically(root_ + "/ok.txt", "images/00000.png\nimages/00001.png\nimages/zz.png\n")
+          .ok());
   v1::RegisterDatasetRequest r;
   r.set_name("m");
   r.mutable_manifest()->set_path(root_ + "/ok.txt");
@@ -144,8 +149,10 @@ TEST_F(BadInputTest, Embeddings) {
   ASSERT_TRUE(model::WriteNpy(root_ + "/good.npy", torch::randn({10, 4})).ok());
   auto bytes = *ReadFile(root_ + "/good.npy");
   ASSERT_TRUE(WriteFileAtomically(root_ + "/trunc.npy", bytes.substr(0, bytes.size() - 7)).ok());
-  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/trunc.npy"), grpc::INVALID_ARGUMENT, "truncated");
-  ASSERT_TRUE(model::WriteNpy(root_ + "/int.npy", torch::arange(10, torch::kLong).view({5, 2})).ok());
+  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/trunc.npy"), grpc::INVALID_ARGUMENT,
+                "truncated");
+  ASSERT_TRUE(
+      model::WriteNpy(root_ + "/int.npy", torch::arange(10, torch::kLong).view({5, 2})).ok());
   EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/int.npy"), grpc::INVALID_ARGUMENT, "dtype");
   ASSERT_TRUE(model::WriteNpy(root_ + "/flat.npy", torch::randn({10})).ok());
   EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/flat.npy"), grpc::INVALID_ARGUMENT, "[N, D]");
@@ -154,8 +161,8 @@ TEST_F(BadInputTest, Embeddings) {
   ASSERT_TRUE(model::WriteNpy(root_ + "/nan.npy", nan).ok());
   EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/nan.npy"), grpc::INVALID_ARGUMENT, "row 6");
   ASSERT_TRUE(WriteFileAtomically(root_ + "/ids_dup.txt", "a\nb\nc\nd\ne\nf\ng\nh\ni\na\n").ok());
-  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/good.npy", root_ + "/ids_dup.txt"), grpc::INVALID_ARGUMENT,
-                "duplicate item id 'a'");
+  EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/good.npy", root_ + "/ids_dup.txt"),
+                grpc::INVALID_ARGUMENT, "duplicate item id 'a'");
   ASSERT_TRUE(WriteFileAtomically(root_ + "/ids_short.txt", "a\nb\n").ok());
   EXPECT_STATUS(server_->RegisterNpy("e", root_ + "/good.npy", root_ + "/ids_short.txt"),
                 grpc::INVALID_ARGUMENT, "embeddings.ids_path");
@@ -169,7 +176,8 @@ TEST_F(BadInputTest, SelectAndJobs) {
   ASSERT_EQ(server_->WaitJob(server_->Embed("keep").job_id()).state(), v1::SUCCEEDED);
   EXPECT_STATUS(Select("keep", "magic", 3), grpc::INVALID_ARGUMENT, "strategy");
   EXPECT_STATUS(Select("keep", "kmeans", 0), grpc::INVALID_ARGUMENT, "budget");
-  EXPECT_STATUS(Select("keep", "kmeans", 3, {"ghost.png"}), grpc::INVALID_ARGUMENT, "ghost.png");
+  EXPECT_STATUS(Select("keep", "kmeans", 3, {"ghost.png"}, /*strict_labeled=*/true),
+                grpc::INVALID_ARGUMENT, "ghost.png");
   EXPECT_STATUS(Select("keep", "updp", 3), grpc::INVALID_ARGUMENT, "prompt");
   grpc::ClientContext c;
   v1::GetJobRequest g;

@@ -4,6 +4,7 @@
 #include <grpcpp/generic/generic_stub.h>
 
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "proto/grpc/health/v1/health.grpc.pb.h"
@@ -59,13 +60,26 @@ TEST_F(ServiceTest, DatasetsJobsSelectionAndPaging) {
   sr.set_budget(7);
   sr.set_seed(1);
   sr.add_labeled_ids("00003.png");
+  sr.add_labeled_ids("ghost.png");  // not an item: ignored and counted (not strict)
   v1::Job sel;
   {
     grpc::ClientContext c;
     ASSERT_TRUE(stub->Select(&c, sr, &sel).ok());
   }
   EXPECT_EQ(sel.state(), v1::QUEUED);
-  EXPECT_EQ(server_->WaitJob(sel.job_id()).state(), v1::SUCCEEDED);
+  {
+    const auto params = nlohmann::json::parse(sel.parameters_json());
+    EXPECT_EQ(params["labeled_ids"], nlohmann::json::array({"00003.png"}));
+    EXPECT_EQ(params["labeled_unknown"], 1);
+    EXPECT_EQ(params["labeled_unknown_first"], nlohmann::json::array({"ghost.png"}));
+  }
+  const v1::Job sel_done = server_->WaitJob(sel.job_id());
+  EXPECT_EQ(sel_done.state(), v1::SUCCEEDED);
+  {
+    const auto result = nlohmann::json::parse(sel_done.result_json());
+    EXPECT_EQ(result["labeled_excluded"], 1);
+    EXPECT_EQ(result["labeled_unknown"], 1);
+  }
   // Paged reads: 3 + 3 + 1.
   std::set<std::string> ids;
   std::string token;
@@ -117,7 +131,8 @@ TEST_F(ServiceTest, DatasetsJobsSelectionAndPaging) {
     v1::Job again = server_->Embed("fm");
     v1::Job done = server_->WaitJob(again.job_id());
     EXPECT_EQ(done.state(), v1::SUCCEEDED);
-    EXPECT_NE(done.result_json().find("\"chunks_computed\":0"), std::string::npos) << done.result_json();
+    EXPECT_NE(done.result_json().find("\"chunks_computed\":0"), std::string::npos)
+        << done.result_json();
   }
   {
     grpc::ClientContext c;
@@ -145,8 +160,10 @@ TEST_F(ServiceTest, HealthAndReflection) {
   // Reflection, spoken as grpcurl does: ServerReflectionInfo with list_services. The
   // message types come from the reflection library linked into the server.
   const auto* pool = google::protobuf::DescriptorPool::generated_pool();
-  const auto* req_desc = pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionRequest");
-  const auto* resp_desc = pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionResponse");
+  const auto* req_desc =
+      pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionRequest");
+  const auto* resp_desc =
+      pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionResponse");
   ASSERT_NE(req_desc, nullptr);
   ASSERT_NE(resp_desc, nullptr);
   google::protobuf::DynamicMessageFactory factory;
@@ -155,7 +172,8 @@ TEST_F(ServiceTest, HealthAndReflection) {
   grpc::GenericStub generic(server_->channel());
   grpc::CompletionQueue cq;
   grpc::ClientContext rc;
-  auto call = generic.PrepareCall(&rc, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
+  auto call = generic.PrepareCall(
+      &rc, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &cq);
   void* tag;
   bool ok;
   auto next = [&](intptr_t want) {
@@ -195,7 +213,8 @@ TEST_F(ServiceTest, HealthAndReflection) {
 TEST_F(ServiceTest, BringYourOwnEmbeddings) {
   torch::manual_seed(0);
   torch::Tensor centres = torch::randn({4, 16});
-  torch::Tensor x = (centres.repeat_interleave(25, 0) + 0.01 * torch::randn({100, 16})).to(torch::kFloat16);
+  torch::Tensor x =
+      (centres.repeat_interleave(25, 0) + 0.01 * torch::randn({100, 16})).to(torch::kFloat16);
   ASSERT_TRUE(model::WriteNpy(root_ + "/emb.npy", x).ok());
   std::ofstream ids(root_ + "/ids.txt");
   for (int i = 0; i < 100; ++i) ids << "item-" << i << "\n";
