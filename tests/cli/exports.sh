@@ -14,29 +14,14 @@
 # Usage: exports.sh BUILD_DIR        Needs: dataset-fashion-mnist.
 set -euo pipefail
 BUILD="$(cd "${1:?usage: exports.sh BUILD_DIR}" && pwd)"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/updp-exports.XXXXXX")
-SERVER=""
-cleanup() {
-  [ -z "$SERVER" ] || { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; } || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-die() { echo "exports: FAIL: $*" >&2; exit 1; }
-# shellcheck source=scripts/lib/free_port.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/free_port.sh"
-PORT=$(free_port)
-ctl() { timeout 60 "$BUILD/updpctl" --addr "127.0.0.1:$PORT" "$@"; }
+TAG=exports
+# shellcheck source=tests/cli/cli_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 "$BUILD/updp-make-test-model" --out "$WORK/model" --preset tiny --seed 1 >/dev/null
 "$BUILD/updp-fmnist" --out "$WORK/root/images" --limit 40 >/dev/null
 cp "$WORK/root/images/00001.png" "$WORK/root/images/with space & more.png"
-"$BUILD/updp-server" --host 127.0.0.1 --port "$PORT" --metrics_port 0 --data_dir "$WORK/data" \
-  --model_dir "$WORK/model" --allowed_roots "$WORK" >"$WORK/server.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 1 300); do
-  ctl health --timeout 1 >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_server --model_dir "$WORK/model"
 ctl dataset register imgs --images "$WORK/root/images" >/dev/null 2>&1 || die "register"
 ctl embed imgs --wait >/dev/null 2>&1 || die "embed"
 # Every item, so that the odd file name is among the picks.

@@ -8,18 +8,9 @@
 # Usage: selection_cli.sh BUILD_DIR
 set -euo pipefail
 BUILD="$(cd "${1:?usage: selection_cli.sh BUILD_DIR}" && pwd)"
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/updp-cli.XXXXXX")
-SERVER=""
-cleanup() {
-  [ -z "$SERVER" ] || { kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null; } || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-die() { echo "selection_cli: FAIL: $*" >&2; exit 1; }
-# shellcheck source=scripts/lib/free_port.sh
-source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/free_port.sh"
-PORT=$(free_port)
-ctl() { timeout 60 "$BUILD/updpctl" --addr "127.0.0.1:$PORT" "$@"; }
+TAG=selection_cli
+# shellcheck source=tests/cli/cli_lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 # 200 random unit vectors of dimension 8 as a float32 .npy, ids v000..v199.
 python3 - "$WORK" <<'PY'
@@ -36,13 +27,7 @@ with open(d + "/emb.npy", "wb") as f:
 with open(d + "/ids.txt", "w") as f:
     f.write("".join("v%03d\n" % i for i in range(n)))
 PY
-"$BUILD/updp-server" --host 127.0.0.1 --port "$PORT" --metrics_port 0 --data_dir "$WORK/data" \
-  --allowed_roots "$WORK" >"$WORK/server.log" 2>&1 &
-SERVER=$!
-for _ in $(seq 1 300); do
-  ctl health --timeout 1 >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_server
 ctl dataset register vecs --embeddings "$WORK/emb.npy" --ids "$WORK/ids.txt" >/dev/null 2>&1 ||
   die "register"
 
