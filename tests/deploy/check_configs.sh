@@ -23,6 +23,8 @@ for d in deploy/k8s/base deploy/k8s/servicemonitor deploy/k8s/embed-job; do
 done
 echo "== scale-out Job against the server and the worker (tests/deploy/check_k8s.py)"
 /usr/bin/python3 tests/deploy/check_k8s.py "$SRC"
+echo "== compose and k8s against the Dockerfiles (tests/deploy/check_images.py)"
+/usr/bin/python3 tests/deploy/check_images.py "$SRC"
 echo "== grafana dashboard parses (its metric names are checked by prometheus_integration.sh)"
 "$BUILD/tests/dashboard_check" deploy/grafana/dashboards/updp.json
 echo "all deployment checks passed"
