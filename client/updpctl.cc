@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -299,18 +300,8 @@ class Cli {
       if (!file) Die("--out: cannot write '" + tmp + "'", 1);
     }
     std::ostream& os = to_stdout ? std::cout : file;
-    v1::ListItemsRequest req;
-    req.set_dataset(name);
-    req.set_page_size(10000);
     int64_t written = 0, total = -1;
-    do {
-      grpc::ClientContext ctx;
-      v1::ListItemsResponse r;
-      auto s = stub_->ListItems(&ctx, req, &r);
-      if (!s.ok()) {
-        if (!to_stdout) std::remove(tmp.c_str());
-        return Fail(s);
-      }
+    auto s = ForEachItemPage(name, [&](const v1::ListItemsResponse& r) {
       if (total < 0) {
         total = r.total();
         os << shard::ItemsHeaderLine({name, r.total(), r.chunk_size()}) << "\n";
@@ -319,8 +310,11 @@ class Cli {
         os << shard::ItemLine({it.index(), it.item_id(), it.path()}) << "\n";
         ++written;
       }
-      req.set_page_token(r.next_page_token());
-    } while (!req.page_token().empty());
+    });
+    if (!s.ok()) {
+      if (!to_stdout) std::remove(tmp.c_str());
+      return Fail(s);
+    }
     os.flush();
     if (!os || written != total) {
       if (!to_stdout) std::remove(tmp.c_str());
@@ -476,6 +470,22 @@ class Cli {
     return 0;
   }
 
+  // Every page of the dataset's items (ListItems), in index order, to `page`.
+  grpc::Status ForEachItemPage(const std::string& dataset,
+                               const std::function<void(const v1::ListItemsResponse&)>& page) {
+    v1::ListItemsRequest req;
+    req.set_dataset(dataset);
+    req.set_page_size(10000);
+    do {
+      grpc::ClientContext ctx;
+      v1::ListItemsResponse r;
+      if (auto s = stub_->ListItems(&ctx, req, &r); !s.ok()) return s;
+      page(r);
+      req.set_page_token(r.next_page_token());
+    } while (!req.page_token().empty());
+    return grpc::Status::OK;
+  }
+
   // --labeled FILE (labeled_list.h): ids as they are; paths mapped to their items
   // through ListItems (a path that is no item is reported like an unknown id).
   int AddLabeled(const std::string& file, bool strict, v1::SelectRequest* req) {
@@ -484,17 +494,10 @@ class Cli {
     for (auto& id : list->ids) req->add_labeled_ids(id);
     if (list->paths.empty()) return 0;
     std::map<std::string, std::string> id_of_path;
-    v1::ListItemsRequest lr;
-    lr.set_dataset(req->dataset());
-    lr.set_page_size(10000);
-    do {
-      grpc::ClientContext c;
-      v1::ListItemsResponse r;
-      auto s = stub_->ListItems(&c, lr, &r);
-      if (!s.ok()) return Fail(s);
+    auto s = ForEachItemPage(req->dataset(), [&](const v1::ListItemsResponse& r) {
       for (const auto& it : r.items()) id_of_path[it.path()] = it.item_id();
-      lr.set_page_token(r.next_page_token());
-    } while (!lr.page_token().empty());
+    });
+    if (!s.ok()) return Fail(s);
     int64_t unknown = 0;
     for (const auto& p : list->paths) {
       auto it = id_of_path.find(p);

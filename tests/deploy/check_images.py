@@ -14,11 +14,10 @@ with the Dockerfiles. Usage: check_images.py SOURCE_DIR
 """
 import os
 import re
-import shutil
-import subprocess
 import sys
 
 import yaml
+from manifests import flag, render
 
 
 def fail(msg):
@@ -44,14 +43,6 @@ def dockerfile(path):
         elif line.startswith("HEALTHCHECK"):
             out["healthcheck"] = line
     return out
-
-
-def flag(args, name):
-    val = None
-    for a in args:
-        if a.startswith("--" + name + "="):
-            val = a.split("=", 1)[1]
-    return val
 
 
 def main():
@@ -89,11 +80,7 @@ def main():
         if targets.get("/images") != ["ro"]:
             fail(f"compose {svc_name}: /images must be mounted read-only")
 
-    kubectl = shutil.which("kubectl") or fail("kubectl not found")
-    docs = [d for d in yaml.safe_load_all(subprocess.run(
-        [kubectl, "kustomize", os.path.join(src, "deploy/k8s/embed-job")],
-        check=True, capture_output=True, text=True).stdout) if d]
-    kinds = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    kinds = render(src, "deploy/k8s/embed-job", fail)
     dep = kinds[("Deployment", "updp")]
     img = images["Dockerfile.cuda"]  # the cluster runs the CUDA image
     pod = dep["spec"]["template"]["spec"]

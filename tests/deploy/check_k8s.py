@@ -13,26 +13,14 @@ shard Job) and checks the scale-out contract:
     file holds the server's paths), and so is the model; both use one --batch_size.
 Usage: check_k8s.py SOURCE_DIR
 """
-import os
-import shutil
-import subprocess
 import sys
 
-import yaml
+from manifests import flag, render
 
 
 def fail(msg):
     print("check_k8s: FAIL: " + msg, file=sys.stderr)
     sys.exit(1)
-
-
-def flag(args, name):
-    """The last value of --name=VALUE in args (absl: the last one wins)."""
-    val = None
-    for a in args:
-        if a.startswith("--" + name + "="):
-            val = a.split("=", 1)[1]
-    return val
 
 
 def mounts(container, pod_spec):
@@ -63,16 +51,9 @@ def check_pod_security(what, pod_spec, container):
 
 def main():
     src = sys.argv[1]
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        fail("kubectl not found (it renders the kustomizations; install kubectl)")
-    rendered = subprocess.run(
-        [kubectl, "kustomize", os.path.join(src, "deploy/k8s/embed-job")],
-        check=True, capture_output=True, text=True).stdout
-    docs = [d for d in yaml.safe_load_all(rendered) if d]
     by_kind = {}
-    for d in docs:
-        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    for (kind, name), d in render(src, "deploy/k8s/embed-job", fail).items():
+        by_kind.setdefault(kind, {})[name] = d
     job = by_kind.get("Job", {}).get("updp-embed") or fail("no Job updp-embed")
     server = by_kind.get("Deployment", {}).get("updp") or fail("no Deployment updp")
     claims = by_kind.get("PersistentVolumeClaim", {})
