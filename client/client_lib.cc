@@ -140,14 +140,14 @@ grpc::Status MediaReference(const ExportOptions& o, const std::string& item_id,
   return grpc::Status::OK;
 }
 
-namespace {
-
 std::string CsvField(const std::string& s) {
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string q = "\"";
   for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
   return q + "\"";
 }
+
+namespace {
 
 grpc::Status WriteSelectionTo(std::ostream& f, SelectionFormat format, const ExportOptions& o,
                               const std::string& job_id, const v1::GetSelectionResponse& meta,

@@ -16,6 +16,8 @@ namespace updp::client {
 std::string StateName(v1::JobState s);
 std::string KindName(v1::JobKind k);
 bool IsTerminal(v1::JobState s);
+// A CSV field, quoted (RFC 4180) when it holds a comma, a quote or a line break.
+std::string CsvField(const std::string& s);
 // One-line summary of a job.
 std::string JobLine(const v1::Job& j);
 // "[#####-----]  50%  500/1000  12.3 img/s  ETA 0:41" (width chars for the bar).

@@ -35,6 +35,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
 #include "client/client_lib.h"
+#include "client/duplicates_out.h"
 #include "client/labeled_list.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "server/select/names.h"
@@ -50,13 +51,18 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
   dataset list | show NAME | delete NAME
   dataset items NAME [--out FILE|-]    (the item list for updp-embed-shard, JSON Lines)
   dataset attach-features NAME --from DIR [--async]   (updp-embed-shard output, in place)
+  dataset duplicates NAME --threshold T [--features F] [--format text|csv|json]
+                     [--out FILE|-] [--async]
+      groups of near-duplicate items (cosine similarity >= T, e.g. 0.95), each led by
+      its representative (*); a summary on stderr
   embed DATASET [--batch-size N] [--wait]
   prompt learn DATASET --name P [--epochs N] [--clusters K] [--budget B] [--context M]
                [--batch-size N] [--lr X] [--views V] [--seed S] [--max-items N] [--wait]
   prompt list | export NAME --out FILE | import NAME FILE
   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
-         [--features F] [--seed N] [--labeled FILE [--strict-labeled]] [--out FILE|-]
-         [--format F] [--wait]
+         [--features F] [--seed N] [--labeled FILE [--strict-labeled]] [--dedup T]
+         [--out FILE|-] [--format F] [--wait]
+      --dedup T: no two picks, nor a pick and a labeled item, with cosine similarity >= T
       --labeled: picks CSV/JSON written by updpctl, a Label Studio export of its tasks,
       a JSON list of ids, or text with one id (or /absolute/path) per line; ids that are
       not items are ignored with a warning (an error with --strict-labeled)
@@ -286,7 +292,37 @@ class Cli {
       }
       return FollowThenShow(j.job_id(), req.dataset());
     }
+    if (sub == "duplicates") return Duplicates(a);
     Die("unknown dataset subcommand '" + sub + "'");
+  }
+
+  // dataset duplicates NAME --threshold T: a DUPLICATES job, followed (progress on
+  // stderr), then its groups on stdout (or --out) and a summary on stderr.
+  int Duplicates(const Args& a) {
+    v1::FindDuplicatesRequest req;
+    req.set_dataset(Need(a, 2, "dataset NAME"));
+    if (!a.Has("threshold")) Die("dataset duplicates needs --threshold T (e.g. 0.95)");
+    req.set_threshold(Real(a, "threshold", 0));
+    req.set_features(a.Get("features"));
+    client::DuplicatesFormat format = client::DuplicatesFormat::kText;
+    if (a.Has("format") && !client::ParseDuplicatesFormat(a.Get("format"), &format))
+      Die("--format: '" + a.Get("format") + "' is not text, csv or json");
+    grpc::ClientContext ctx;
+    v1::Job j;
+    if (auto s = stub_->FindDuplicates(&ctx, req, &j); !s.ok()) return Fail(s);
+    if (a.Has("async")) {
+      std::cout << j.job_id() << "\n";
+      return 0;
+    }
+    if (int rc = Started(j, /*wait=*/true, nullptr, std::cerr); rc != 0) return rc;
+    const std::string out = a.Get("out", "-");
+    client::DuplicatesSummary sum;
+    if (auto s = client::WriteDuplicates(stub_.get(), j.job_id(), out, format, &sum); !s.ok())
+      return Fail(s);
+    std::cerr << "updpctl: " << sum.groups << " group(s) of near-duplicates, " << sum.items
+              << " items in all, at similarity >= " << req.threshold()
+              << (out == "-" ? "" : " (written to " + out + ")") << "\n";
+    return 0;
   }
 
   // Writes the dataset's items file (shard_format.h) to `out` (a temp file renamed
@@ -449,6 +485,7 @@ class Cli {
     req.set_seed(static_cast<uint64_t>(Int(a, "seed", 0)));
     const bool strict = a.Has("strict-labeled");
     req.set_strict_labeled(strict);
+    req.set_dedup(Real(a, "dedup", 0));
     if (a.Has("labeled")) {
       if (int rc = AddLabeled(a.Get("labeled"), strict, &req); rc != 0) return rc;
     }

@@ -380,7 +380,8 @@ void JobManager::UpdateStateMetrics() {
   if (!metrics_) return;
   auto counts = store_->CountActiveJobs();
   if (!counts.ok()) return;
-  for (JobKind k : {JobKind::kEmbed, JobKind::kLearnPrompt, JobKind::kSelect, JobKind::kRegister}) {
+  for (JobKind k : {JobKind::kEmbed, JobKind::kLearnPrompt, JobKind::kSelect, JobKind::kRegister,
+                    JobKind::kDuplicates}) {
     for (JobState s : {JobState::kQueued, JobState::kRunning}) {
       int n = 0;
       for (const auto& [ck, cs, cn] : *counts) {

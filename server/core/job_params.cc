@@ -18,6 +18,8 @@ const char* JobKindName(JobKind k) {
       return "SELECT";
     case JobKind::kRegister:
       return "REGISTER";
+    case JobKind::kDuplicates:
+      return "DUPLICATES";
     default:
       return "UNSPECIFIED";
   }
@@ -52,6 +54,7 @@ JobKind KindOf(const JobParams& p) {
   if (std::holds_alternative<LearnPromptParams>(p)) return JobKind::kLearnPrompt;
   if (std::holds_alternative<SelectParams>(p)) return JobKind::kSelect;
   if (std::holds_alternative<RegisterParams>(p)) return JobKind::kRegister;
+  if (std::holds_alternative<DuplicatesParams>(p)) return JobKind::kDuplicates;
   return JobKind::kUnspecified;
 }
 
@@ -82,7 +85,10 @@ std::string ParamsToJson(const JobParams& p) {
          {"rule", s->rule},
          {"strict_labeled", s->strict_labeled},
          {"labeled_unknown", s->labeled_unknown},
-         {"labeled_unknown_first", s->labeled_unknown_first}};
+         {"labeled_unknown_first", s->labeled_unknown_first},
+         {"dedup", s->dedup}};
+  } else if (auto* d = std::get_if<DuplicatesParams>(&p)) {
+    j = {{"threshold", d->threshold}, {"features", d->features}};
   } else if (auto* r = std::get_if<RegisterParams>(&p)) {
     j = {{"source", SourceKindName(r->source_kind)},
          {"path", r->path},
@@ -136,7 +142,14 @@ absl::StatusOr<JobParams> ParamsFromJson(JobKind kind, const std::string& text) 
         s.strict_labeled = j.value("strict_labeled", s.strict_labeled);
         s.labeled_unknown = j.value("labeled_unknown", s.labeled_unknown);
         s.labeled_unknown_first = j.value("labeled_unknown_first", s.labeled_unknown_first);
+        s.dedup = j.value("dedup", s.dedup);
         return JobParams(s);
+      }
+      case JobKind::kDuplicates: {
+        DuplicatesParams d;
+        d.threshold = j.value("threshold", d.threshold);
+        d.features = j.value("features", d.features);
+        return JobParams(d);
       }
       case JobKind::kRegister: {
         RegisterParams r;

@@ -12,7 +12,14 @@
 
 namespace updp::core {
 
-enum class JobKind { kUnspecified = 0, kEmbed = 1, kLearnPrompt = 2, kSelect = 3, kRegister = 4 };
+enum class JobKind {
+  kUnspecified = 0,
+  kEmbed = 1,
+  kLearnPrompt = 2,
+  kSelect = 3,
+  kRegister = 4,
+  kDuplicates = 5
+};
 const char* JobKindName(JobKind k);
 
 struct EmbedParams {
@@ -48,6 +55,12 @@ struct SelectParams {
   bool strict_labeled = false;                     // unknown labeled ids: error, not ignored
   int64_t labeled_unknown = 0;                     // stored: how many given ids were not items
   std::vector<std::string> labeled_unknown_first;  // stored: the first ten of them
+  double dedup = 0;  // > 0: no two picks (nor a pick and a labeled item) this similar
+};
+
+struct DuplicatesParams {
+  double threshold = 0;  // cosine similarity in (0, 1]
+  std::string features;  // resolved feature source
 };
 
 // Where a dataset is registered from (the job's dataset is the name it reserves).
@@ -61,8 +74,8 @@ struct RegisterParams {
   int64_t chunk_size = 1024;  // items per feature chunk, fixed at registration
 };
 
-using JobParams =
-    std::variant<std::monostate, EmbedParams, LearnPromptParams, SelectParams, RegisterParams>;
+using JobParams = std::variant<std::monostate, EmbedParams, LearnPromptParams, SelectParams,
+                               RegisterParams, DuplicatesParams>;
 
 JobKind KindOf(const JobParams& p);
 std::string ParamsToJson(const JobParams& p);

@@ -316,6 +316,34 @@ absl::StatusOr<JobInfo> ServerCore::LearnPrompt(const std::string& dataset, Lear
   return jobs_->Submit(dataset, p);
 }
 
+absl::Status ServerCore::ResolveFeatures(const DatasetInfo& d, std::string* features) {
+  if (features->empty()) {
+    *features = d.source_kind == SourceKind::kEmbeddings ? kUserEmbeddings : kImageFeatures;
+  }
+  const bool known = std::find(d.feature_sources.begin(), d.feature_sources.end(), *features) !=
+                     d.feature_sources.end();
+  if (!known) {
+    if (*features == kImageFeatures) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "features: dataset '", d.name, "' has no image features yet; run StartEmbedding first"));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("features: dataset '", d.name, "' has no feature source ", Quote(*features)));
+  }
+  if (*features == kImageFeatures) {
+    // Image features must be complete: an EMBED job may still be filling chunks.
+    auto chunks = store_->FeatureChunks(d.name, *features);
+    if (!chunks.ok()) return chunks.status();
+    const int64_t expected = (d.num_items + d.chunk_size - 1) / d.chunk_size;
+    if (static_cast<int64_t>(chunks->size()) < expected) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "features: image features of '", d.name, "' are incomplete (", chunks->size(), " of ",
+          expected, " chunks); finish or resume the EMBED job"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectParams p) {
   if (auto s = ValidateName("dataset", dataset); !s.ok()) return s;
   auto d = store_->GetDataset(dataset);
@@ -350,32 +378,12 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
     }
     if (auto s = ModelAvailable(); !s.ok()) return s;
     p.features = PromptFeatures(p.prompt);
-  } else {
-    if (p.features.empty()) {
-      p.features = d->source_kind == SourceKind::kEmbeddings ? kUserEmbeddings : kImageFeatures;
-    }
-    const bool known = std::find(d->feature_sources.begin(), d->feature_sources.end(),
-                                 p.features) != d->feature_sources.end();
-    if (!known) {
-      if (p.features == kImageFeatures) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("features: dataset '", dataset,
-                         "' has no image features yet; run StartEmbedding first"));
-      }
-      return absl::FailedPreconditionError(absl::StrCat(
-          "features: dataset '", dataset, "' has no feature source ", Quote(p.features)));
-    }
-    if (p.features == kImageFeatures) {
-      // Image features must be complete: an EMBED job may still be filling chunks.
-      auto chunks = store_->FeatureChunks(dataset, p.features);
-      if (!chunks.ok()) return chunks.status();
-      const int64_t expected = (d->num_items + d->chunk_size - 1) / d->chunk_size;
-      if (static_cast<int64_t>(chunks->size()) < expected) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "features: image features of '", dataset, "' are incomplete (", chunks->size(), " of ",
-            expected, " chunks); finish or resume the EMBED job"));
-      }
-    }
+  } else if (auto s = ResolveFeatures(*d, &p.features); !s.ok()) {
+    return s;
+  }
+  if (p.dedup < 0 || p.dedup > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dedup: ", p.dedup, " is not a cosine similarity in (0, 1] (0 = off)"));
   }
   if (p.labeled_ids.size() > kMaxLabeledIds) {
     return absl::InvalidArgumentError(
@@ -405,6 +413,18 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
       p.labeled_ids = std::move(known);
     }
   }
+  return jobs_->Submit(dataset, p);
+}
+
+absl::StatusOr<JobInfo> ServerCore::FindDuplicates(const std::string& dataset, DuplicatesParams p) {
+  if (auto s = ValidateName("dataset", dataset); !s.ok()) return s;
+  if (!(p.threshold > 0 && p.threshold <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threshold: ", p.threshold, " is not a cosine similarity in (0, 1]"));
+  }
+  auto d = store_->GetDataset(dataset);
+  if (!d.ok()) return d.status();
+  if (auto s = ResolveFeatures(*d, &p.features); !s.ok()) return s;
   return jobs_->Submit(dataset, p);
 }
 
@@ -440,6 +460,53 @@ absl::StatusOr<SelectionPage> ServerCore::GetSelection(const std::string& job_id
   }
   page.dataset = job->dataset;
   page.strategy = params->strategy;
+  return page;
+}
+
+absl::StatusOr<DuplicatesPage> ServerCore::GetDuplicates(const std::string& job_id, int page_size,
+                                                         const std::string& page_token) {
+  auto job = jobs_->Get(job_id);
+  if (!job.ok()) return job.status();
+  const auto* params = std::get_if<DuplicatesParams>(&job->params);
+  if (!params) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job_id: '", job_id, "' is not a DUPLICATES job"));
+  }
+  if (job->state != JobState::kSucceeded) {
+    return absl::FailedPreconditionError(absl::StrCat("job_id: '", job_id, "' is ",
+                                                      JobStateName(job->state),
+                                                      "; its groups exist once it SUCCEEDED"));
+  }
+  int64_t offset = 0;
+  if (auto s = ParsePage(page_token, /*default_size=*/100, &page_size, &offset); !s.ok()) return s;
+  DuplicatesPage page;
+  page.dataset = job->dataset;
+  page.threshold = params->threshold;
+  auto total = store_->CountSelection(job_id);
+  if (!total.ok()) return total.status();
+  page.total_items = *total;
+  // Rows are stored like picks: rank order, the group in `cluster` and the similarity
+  // to the representative in `score`. The row before the page tells whether the
+  // page's first row starts a group.
+  const int64_t from = std::max<int64_t>(0, offset - 1);
+  auto rows = store_->GetSelection(job_id, from, page_size + (offset - from));
+  if (!rows.ok()) return rows.status();
+  int64_t prev_group = -1;
+  for (size_t i = 0; i < rows->size(); ++i) {
+    const SelectionRow& r = (*rows)[i];
+    const bool first = r.cluster != prev_group;
+    prev_group = r.cluster;
+    if (from + static_cast<int64_t>(i) < offset) continue;
+    page.items.push_back({r, first});
+  }
+  if (offset + static_cast<int64_t>(page.items.size()) < page.total_items) {
+    page.next_page_token = std::to_string(offset + page.items.size());
+  }
+  if (page.total_items > 0) {  // groups are numbered 0.. in rank order
+    auto last = store_->GetSelection(job_id, page.total_items - 1, 1);
+    if (!last.ok()) return last.status();
+    if (!last->empty()) page.total_groups = last->front().cluster + 1;
+  }
   return page;
 }
 

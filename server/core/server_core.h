@@ -66,6 +66,21 @@ struct SelectionPage {
   std::string dataset;
 };
 
+// One page of a DUPLICATES job's groups: rows in rank order, `cluster` the group and
+// `score` the similarity to the group's representative (its first row).
+struct DuplicateRow {
+  SelectionRow row;
+  bool representative = false;
+};
+struct DuplicatesPage {
+  std::vector<DuplicateRow> items;
+  std::string next_page_token;
+  int64_t total_items = 0;
+  int64_t total_groups = 0;
+  double threshold = 0;
+  std::string dataset;
+};
+
 // One page of a dataset's items, in index order.
 struct ItemsPage {
   std::vector<ItemRow> items;
@@ -122,6 +137,11 @@ class ServerCore {
   absl::StatusOr<SelectionPage> GetSelection(const std::string& job_id, int page_size,
                                              const std::string& page_token);
 
+  // A DUPLICATES job on the dataset's features (default as for Select).
+  absl::StatusOr<JobInfo> FindDuplicates(const std::string& dataset, DuplicatesParams p);
+  absl::StatusOr<DuplicatesPage> GetDuplicates(const std::string& job_id, int page_size,
+                                               const std::string& page_token);
+
   absl::StatusOr<std::vector<PromptInfo>> ListPrompts();
   absl::StatusOr<std::pair<PromptInfo, std::string>> ExportPrompt(const std::string& name);
   absl::StatusOr<PromptInfo> ImportPrompt(const std::string& name, const std::string& bytes);
@@ -165,6 +185,9 @@ class ServerCore {
   // Removes the files and rows of a registration that did not commit; the REGISTER job
   // `job_id` stays, to show how it ended.
   absl::Status RollBackRegistration(const std::string& name, const std::string& job_id);
+  // Defaults `features` (the dataset's embeddings if it brought them, else "image")
+  // and checks that the dataset has that source, complete (FAILED_PRECONDITION).
+  absl::Status ResolveFeatures(const DatasetInfo& d, std::string* features);
   // OK when the engine can run model-backed work now.
   absl::Status ModelAvailable() const;
 

@@ -111,6 +111,8 @@ void ModelEngine::RegisterJobs(core::JobManager& jobs) {
         return p && p->strategy == "updp" ? core::Lane::kDevice : core::Lane::kCpu;
       },
       [this](JobContext& ctx) { return RunSelect(ctx); });
+  jobs.RegisterKind(core::JobKind::kDuplicates, core::Lane::kCpu,
+                    [this](JobContext& ctx) { return RunDuplicates(ctx); });
 }
 
 absl::StatusOr<core::PromptMeta> ModelEngine::CheckPrompt(const std::string& artifact) {

@@ -43,7 +43,7 @@ class ModelEngine : public core::Engine {
   // that (the release/acquire pair on ready_ orders it).
   absl::Status LoadModel();
   // Registers EMBED, LEARN_PROMPT and SELECT (updp on the device lane, the other
-  // strategies on the CPU lane).
+  // strategies on the CPU lane) and DUPLICATES (CPU lane).
   void RegisterJobs(core::JobManager& jobs);
 
   bool HasModel() const override { return !core_->options().model_dir.empty(); }
@@ -60,6 +60,8 @@ class ModelEngine : public core::Engine {
   absl::Status RunAttach(core::JobContext& ctx);
   absl::Status RunSelect(core::JobContext& ctx);
   absl::Status RunLearnPrompt(core::JobContext& ctx);
+  // DUPLICATES: near-duplicate groups of a feature source (duplicates_job.cc).
+  absl::Status RunDuplicates(core::JobContext& ctx);
   // Ensures prompted joint features of every item (and, in the same pass, image
   // features where missing) exist as chunks; resumable by chunk.
   absl::Status ExtractPromptFeatures(core::JobContext& ctx, const std::string& dataset,

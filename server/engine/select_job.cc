@@ -168,6 +168,7 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
       if (labeled_item[item_of_row[r]]) o.labeled.push_back(static_cast<int64_t>(r));
     }
   }
+  o.dedup.threshold = p.dedup;
   if (p.strategy == "updp") {
     o.updp.rule = p.rule;
     if (p.rule == "cluster-head") {
@@ -177,6 +178,7 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
     }
   }
   const auto start = std::chrono::steady_clock::now();
+  select::SelectReport report;
   auto r = select::Select(
       x, o, *select_pool_,
       [&](const std::string& phase, double f) {
@@ -186,7 +188,7 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
         q.total = 1000;
         ctx.SetProgress(q);
       },
-      [&] { return ctx.Cancelled(); });
+      [&] { return ctx.Cancelled(); }, &report);
   if (ctx.Cancelled()) return core::JobStopped();
   if (!r.ok()) return r.status();
   const std::vector<select::Pick>& picks = *r;
@@ -209,17 +211,26 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   done.stage = "done";
   done.done = done.total = static_cast<int64_t>(rows.size());
   ctx.SetProgress(done);
-  ctx.SetResult(json{
-      {"picks", rows.size()},
-      // Labeled items kept out of the picks (those with features), and the given ids
-      // that were not items (ignored).
-      {"labeled_excluded", o.labeled.size()},
-      {"labeled_unknown", p.labeled_unknown},
-      {"features", p.features},
-      {"rows", x.rows()},
-      {"dim", x.dim()},
-      {"seconds",
-       secs}}.dump());
+  json result{{"picks", rows.size()},
+              // Labeled items kept out of the picks (those with features), and the given ids
+              // that were not items (ignored).
+              {"labeled_excluded", o.labeled.size()},
+              {"labeled_unknown", p.labeled_unknown},
+              {"features", p.features},
+              {"rows", x.rows()},
+              {"dim", x.dim()},
+              {"seconds", secs}};
+  if (p.dedup > 0) {
+    // Items dedup kept out of the picks (near a labeled item or a duplicate of an
+    // item that could be picked), and the near-duplicate pairs it found.
+    result["dedup"] = {{"threshold", p.dedup},
+                       {"pairs", report.dedup_pairs},
+                       {"left_out", report.dedup_left_out},
+                       {"rounds", report.dedup_rounds},
+                       {"dropped", report.dedup_dropped},
+                       {"search", report.dedup_search.exact ? "exact" : "cells"}};
+  }
+  ctx.SetResult(result.dump());
   return absl::OkStatus();
 }
 

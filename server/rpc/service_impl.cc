@@ -438,6 +438,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::Select(grpc::CallbackServerContext* c
     p.labeled_ids.assign(req->labeled_ids().begin(), req->labeled_ids().end());
     p.rule = req->rule();
     p.strict_labeled = req->strict_labeled();
+    p.dedup = req->dedup();
     auto j = core_->Select(req->dataset(), std::move(p));
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -514,6 +515,45 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelection(grpc::CallbackServerCont
     resp->set_next_page_token(page->next_page_token);
     resp->set_total(page->total);
     resp->set_strategy(page->strategy);
+    resp->set_dataset(page->dataset);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::FindDuplicates(grpc::CallbackServerContext* ctx,
+                                                          const v1::FindDuplicatesRequest* req,
+                                                          v1::Job* resp) {
+  return Offload(ctx, "FindDuplicates", [this, req, resp]() -> absl::Status {
+    core::DuplicatesParams p;
+    p.threshold = req->threshold();
+    p.features = req->features();
+    auto j = core_->FindDuplicates(req->dataset(), std::move(p));
+    if (!j.ok()) return j.status();
+    ToProto(*j, resp);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* UpdpServiceImpl::GetDuplicates(grpc::CallbackServerContext* ctx,
+                                                         const v1::GetDuplicatesRequest* req,
+                                                         v1::GetDuplicatesResponse* resp) {
+  return Inline(ctx, "GetDuplicates", [&]() -> absl::Status {
+    auto page = core_->GetDuplicates(req->job_id(), req->page_size(), req->page_token());
+    if (!page.ok()) return page.status();
+    for (const auto& d : page->items) {
+      auto* it = resp->add_items();
+      it->set_group(d.row.cluster);
+      it->set_representative(d.representative);
+      it->set_similarity(d.row.score);
+      auto* item = it->mutable_item();
+      item->set_index(d.row.item_idx);
+      item->set_item_id(d.row.item_id);
+      item->set_path(d.row.path);
+    }
+    resp->set_next_page_token(page->next_page_token);
+    resp->set_total_items(page->total_items);
+    resp->set_total_groups(page->total_groups);
+    resp->set_threshold(page->threshold);
     resp->set_dataset(page->dataset);
     return absl::OkStatus();
   });

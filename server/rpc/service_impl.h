@@ -59,6 +59,12 @@ class UpdpServiceImpl final : public v1::Updp::CallbackService {
   grpc::ServerUnaryReactor* GetSelection(grpc::CallbackServerContext* ctx,
                                          const v1::GetSelectionRequest* req,
                                          v1::GetSelectionResponse* resp) override;
+  grpc::ServerUnaryReactor* FindDuplicates(grpc::CallbackServerContext* ctx,
+                                           const v1::FindDuplicatesRequest* req,
+                                           v1::Job* resp) override;
+  grpc::ServerUnaryReactor* GetDuplicates(grpc::CallbackServerContext* ctx,
+                                          const v1::GetDuplicatesRequest* req,
+                                          v1::GetDuplicatesResponse* resp) override;
   grpc::ServerUnaryReactor* ListPrompts(grpc::CallbackServerContext* ctx,
                                         const v1::ListPromptsRequest* req,
                                         v1::ListPromptsResponse* resp) override;

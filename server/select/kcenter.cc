@@ -14,8 +14,13 @@ namespace {
 class KCenter {
  public:
   KCenter(const StrategyContext& ctx, KCenterStats* stats)
-      : ctx_(ctx), n_(ctx.x.rows()), d_(ctx.x.dim()), mind_(n_, kInf), upto_(n_, 0),
-        dot_(BestDot()), stats_(stats) {
+      : ctx_(ctx),
+        n_(ctx.x.rows()),
+        d_(ctx.x.dim()),
+        mind_(n_, kInf),
+        upto_(n_, 0),
+        dot_(BestDot()),
+        stats_(stats) {
     // One slot per pick, allocated once: refreshes read the centres as a matrix.
     centres_ = torch::empty({std::max<int64_t>(ctx.want, 1), d_});
     max_batch_ = std::clamp<int64_t>(n_ / 256, 16, 4096);
@@ -24,15 +29,15 @@ class KCenter {
   std::vector<Pick> Run() {
     std::vector<int64_t> labeled;
     for (int64_t i = 0; i < n_; ++i) {
-      if (ctx_.excluded[i]) labeled.push_back(i);
+      if (ctx_.labeled[i]) labeled.push_back(i);
     }
     std::vector<Pick> picks;
     if (!labeled.empty()) {
       // The picks complement the labeled set: bounds start at the distance to it.
       ScanRequest req;
       req.assign = true;
-      ScanResult s = NearestScan(ctx_.x, ctx_.x.Gather(labeled, &ctx_.pool), req, ctx_.pool,
-                                 ctx_.cancelled);
+      ScanResult s =
+          NearestScan(ctx_.x, ctx_.x.Gather(labeled, &ctx_.pool), req, ctx_.pool, ctx_.cancelled);
       if (s.cancelled) return {};
       mind_ = std::move(s.dist);
     } else {
@@ -44,15 +49,19 @@ class KCenter {
       });
       ScanRequest req;
       req.assign = true;
-      ScanResult s = NearestScan(ctx_.x, (sum / n_).to(torch::kFloat32), req, ctx_.pool,
-                                 ctx_.cancelled);
+      ScanResult s =
+          NearestScan(ctx_.x, (sum / n_).to(torch::kFloat32), req, ctx_.pool, ctx_.cancelled);
       if (s.cancelled) return {};
-      const int64_t start = std::min_element(s.dist.begin(), s.dist.end()) - s.dist.begin();
+      int64_t start = -1;  // the nearest row that may be picked
+      for (int64_t i = 0; i < n_; ++i) {
+        if (!ctx_.excluded[i] && (start < 0 || s.dist[i] < s.dist[start])) start = i;
+      }
+      if (start < 0) return {};
       picks.push_back({start, 0, 0.0});
       AddCentre(start);
       // Distances to the first centre in one blocked pass (as a one-centroid scan).
-      ScanResult first = NearestScan(ctx_.x, centres_.narrow(0, 0, 1), req, ctx_.pool,
-                                     ctx_.cancelled);
+      ScanResult first =
+          NearestScan(ctx_.x, centres_.narrow(0, 0, 1), req, ctx_.pool, ctx_.cancelled);
       if (first.cancelled) return {};
       mind_ = std::move(first.dist);
       std::fill(upto_.begin(), upto_.end(), 1);
@@ -126,8 +135,7 @@ class KCenter {
           const float xn = dot_(xp + j * d_, xp + j * d_, d_);
           float best = mind_[r];
           for (int64_t c = upto_[r]; c < num_centres_; ++c) {
-            const float dist = std::max(
-                0.0f, xn + cnorm_[c] - 2.0f * gp[j * p + (c - first)]);
+            const float dist = std::max(0.0f, xn + cnorm_[c] - 2.0f * gp[j * p + (c - first)]);
             best = std::min(best, dist);
           }
           products += num_centres_ - upto_[r];
@@ -215,6 +223,8 @@ std::vector<Pick> RunKCenterWithStats(const StrategyContext& ctx, KCenterStats* 
   return picks;
 }
 
-std::vector<Pick> RunKCenter(const StrategyContext& ctx) { return RunKCenterWithStats(ctx, nullptr); }
+std::vector<Pick> RunKCenter(const StrategyContext& ctx) {
+  return RunKCenterWithStats(ctx, nullptr);
+}
 
 }  // namespace updp::select

@@ -15,7 +15,7 @@ std::vector<Pick> RunProbCover(const StrategyContext& ctx) {
   {
     std::unordered_set<int64_t> in(idx.begin(), idx.end());
     for (int64_t i = 0; i < n; ++i) {
-      if (ctx.excluded[i] && !in.count(i)) idx.push_back(i);
+      if (ctx.labeled[i] && !in.count(i)) idx.push_back(i);
     }
   }
   const int64_t m = static_cast<int64_t>(idx.size());
@@ -41,8 +41,7 @@ std::vector<Pick> RunProbCover(const StrategyContext& ctx) {
     other.narrow(0, b, len).copy_(std::get<0>(d.min(1)));
   }
   torch::Tensor finite = other.masked_select(torch::isfinite(other));
-  double delta =
-      finite.numel() == 0 ? 1.0 : torch::quantile(finite, 1.0 - o.purity).item<double>();
+  double delta = finite.numel() == 0 ? 1.0 : torch::quantile(finite, 1.0 - o.purity).item<double>();
   delta = std::max(delta, 1e-6);
   if (ctx.Cancelled()) return {};
   ctx.Report("graph", 0.4);
@@ -72,10 +71,8 @@ std::vector<Pick> RunProbCover(const StrategyContext& ctx) {
   };
   std::vector<char> used(m, 0);
   for (int64_t s = 0; s < m; ++s) {
-    if (ctx.excluded[idx[s]]) {
-      used[s] = 1;
-      cover(s);
-    }
+    if (ctx.excluded[idx[s]]) used[s] = 1;  // never picked
+    if (ctx.labeled[idx[s]]) cover(s);      // and covers its ball when labeled
   }
   std::vector<Pick> picks;
   while (static_cast<int64_t>(picks.size()) < ctx.want) {

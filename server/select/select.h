@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "server/select/activeft.h"
+#include "server/select/duplicates.h"
 #include "server/select/feature_source.h"
 #include "server/select/kcenter.h"
 #include "server/select/kmeans.h"
@@ -37,6 +38,23 @@ struct SelectOptions {
   ActiveFtParameters activeft;
   ProbCoverParameters probcover;
   UpdpParameters updp;
+  // dedup.threshold > 0: no two picks, nor a pick and a labeled row, have cosine
+  // similarity >= the threshold. Rows near a labeled row are left out, then each group
+  // of near-duplicates is represented by its first row (GroupDuplicates); the picks
+  // are then checked exactly, and should a pair have escaped the cell search, the
+  // later pick is left out and the strategy runs again (at most dedup_rounds times;
+  // after that, the offending picks are dropped).
+  DuplicateParameters dedup;
+  int dedup_rounds = 4;
+};
+
+// What a selection did besides picking (for the job's result).
+struct SelectReport {
+  int64_t dedup_pairs = 0;     // near-duplicate pairs found
+  int64_t dedup_left_out = 0;  // rows never picked because of them
+  int dedup_rounds = 0;        // strategy runs (1 = the pairs were complete)
+  int64_t dedup_dropped = 0;   // picks dropped after the last round
+  PairSearchStats dedup_search;
 };
 
 // INVALID_ARGUMENT for an unknown strategy, budget <= 0, a labeled row out of range or
@@ -44,7 +62,8 @@ struct SelectOptions {
 // normalisation setting is replaced by opt.normalize.
 absl::StatusOr<std::vector<Pick>> Select(const FeatureSource& features, const SelectOptions& opt,
                                          ThreadPool& pool, const ProgressFn& progress = nullptr,
-                                         const CancelledFn& cancelled = nullptr);
+                                         const CancelledFn& cancelled = nullptr,
+                                         SelectReport* report = nullptr);
 // The same on one in-memory [N, D] matrix, with a pool of all hardware threads
 // (tools, tests).
 absl::StatusOr<std::vector<Pick>> Select(const torch::Tensor& features, const SelectOptions& opt,

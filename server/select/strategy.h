@@ -37,7 +37,8 @@ struct StrategyContext {
   const FeatureSource& x;
   const SelectOptions& opt;
   int64_t want = 0;
-  const std::vector<char>& excluded;  // [N], 1 = already labeled
+  const std::vector<char>& excluded;  // [N], 1 = never to pick (labeled, or dedup's)
+  const std::vector<char>& labeled;   // [N], 1 = already labeled (covered)
   int64_t n_labeled = 0;
   ThreadPool& pool;
   std::mt19937_64& rng;

@@ -24,7 +24,7 @@ std::vector<Pick> RunTypiClust(const StrategyContext& ctx) {
   const Groups g = GroupBy(s.assign, k);
   std::vector<char> has_labeled(k, 0);
   for (int64_t i = 0; i < n; ++i) {
-    if (ctx.excluded[i]) has_labeled[s.assign[i]] = 1;
+    if (ctx.labeled[i]) has_labeled[s.assign[i]] = 1;
   }
   std::vector<int64_t> order(k);
   std::iota(order.begin(), order.end(), 0);

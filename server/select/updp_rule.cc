@@ -41,19 +41,19 @@ std::vector<Pick> RunUpdp(const StrategyContext& ctx) {
   });
   if (stopped) return {};
   std::vector<Pick> picks;
-  for (int64_t c = 0; c < static_cast<int64_t>(top.size()) &&
-                      static_cast<int64_t>(picks.size()) < ctx.want;
-       ++c) {
+  for (int64_t c = 0;
+       c < static_cast<int64_t>(top.size()) && static_cast<int64_t>(picks.size()) < ctx.want; ++c) {
     if (top[c] >= 0) picks.push_back({top[c], c, conf[c]});
   }
   if (static_cast<int64_t>(picks.size()) >= ctx.want) return picks;
   // Fewer used clusters than the budget: k-means picks on the same features for the rest.
   std::vector<char> excluded(ctx.excluded);
   for (const auto& pk : picks) excluded[pk.index] = 1;
-  StrategyContext rest{ctx.x,        ctx.opt,      ctx.want - static_cast<int64_t>(picks.size()),
-                       excluded,     ctx.n_labeled + static_cast<int64_t>(picks.size()),
-                       ctx.pool,     ctx.rng,      ctx.progress,
-                       ctx.cancelled};
+  StrategyContext rest{
+      ctx.x,        ctx.opt,     ctx.want - static_cast<int64_t>(picks.size()),
+      excluded,     ctx.labeled, ctx.n_labeled + static_cast<int64_t>(picks.size()),
+      ctx.pool,     ctx.rng,     ctx.progress,
+      ctx.cancelled};
   for (const auto& pk : RunKMeans(rest)) picks.push_back({pk.index, -1, pk.score});
   return picks;
 }

@@ -116,7 +116,7 @@ TEST(FeatureSource, FirstNonFiniteRowInEveryDtypeAndPart) {
     torch::Tensor a = torch::randn({6000, 24}).to(dt), b = torch::randn({7000, 24}).to(dt);
     auto clean = *FeatureSource::Create({a, b}, true);
     EXPECT_EQ(clean.FirstNonFiniteRow(&pool), -1) << dt;
-    b[3000][5] = std::numeric_limits<float>::infinity();  // global row 9000
+    b[3000][5] = std::numeric_limits<float>::infinity();   // global row 9000
     b[100][23] = std::numeric_limits<float>::quiet_NaN();  // global row 6100
     a[5999][0] = -std::numeric_limits<float>::infinity();  // global row 5999
     auto bad = *FeatureSource::Create({a, b}, true);
@@ -141,7 +141,7 @@ TEST(Kernels, SmallestKIsTheSortedPrefix) {
       std::vector<float> v(n);
       for (auto& e : v) e = u(rng);
       if (n == 1001) std::sort(v.rbegin(), v.rend());  // descending: the worst order
-      if (n == 100) v.assign(n, 0.5f);                   // all tied
+      if (n == 100) v.assign(n, 0.5f);                 // all tied
       std::vector<float> out(std::min(n, k));
       SmallestK(v.data(), n, k, out.data());
       std::vector<float> sorted(v);
@@ -184,8 +184,8 @@ TEST(Kernels, NearestScanMatchesBruteForce) {
   int64_t total = 0;
   for (int64_t n : r.counts) total += n;
   EXPECT_EQ(total, 5000);
-  torch::Tensor want = torch::zeros({13, 8}, torch::kFloat64)
-                           .index_add_(0, amin, x.to(torch::kFloat64));
+  torch::Tensor want =
+      torch::zeros({13, 8}, torch::kFloat64).index_add_(0, amin, x.to(torch::kFloat64));
   // Each block's sums are float (then added in double): float rounding, while one row
   // in the wrong cluster would move a sum by ~1.
   EXPECT_TRUE(torch::allclose(r.sums, want, 1e-5, 1e-4));
@@ -273,7 +273,8 @@ TEST(KMeans, BoundsKeepTheAssignmentsAndSearchFewerRows) {
   int64_t searched = 0, points = 0;
   for (size_t i = 0; i < with.stats.size(); ++i) {
     EXPECT_NEAR(with.stats[i].objective, without.stats[i].objective,
-                1e-4 * without.stats[i].objective) << i;
+                1e-4 * without.stats[i].objective)
+        << i;
     EXPECT_EQ(without.stats[i].searched, without.stats[i].points);
     searched += with.stats[i].searched;
     points += with.stats[i].points;
@@ -294,11 +295,13 @@ TEST(KCenter, LazyIsExactAndDoesLessWork) {
     SelectOptions o;
     std::mt19937_64 r1(1), r2(1);
     KCenterStats lazy_stats, full_stats;
-    StrategyContext lazy{src, o, 200, excluded, labeled ? 12 : 0, pool, r1, nullptr, nullptr};
+    StrategyContext lazy{src,  o,  200,     excluded, excluded, labeled ? 12 : 0,
+                         pool, r1, nullptr, nullptr};
     auto a = RunKCenterWithStats(lazy, &lazy_stats);
     SelectOptions full_opt;
     full_opt.kcenter.lazy = false;
-    StrategyContext full{src, full_opt, 200, excluded, labeled ? 12 : 0, pool, r2, nullptr, nullptr};
+    StrategyContext full{src,  full_opt, 200,     excluded, excluded, labeled ? 12 : 0,
+                         pool, r2,       nullptr, nullptr};
     auto b = RunKCenterWithStats(full, &full_stats);
     ASSERT_EQ(a.size(), 200u);
     EXPECT_EQ(Indices(a), Indices(b));
@@ -349,8 +352,8 @@ TEST(ActiveFt, GradientMatchesAutograd) {
       torch::randn({50, 6}), torch::nn::functional::NormalizeFuncOptions().dim(1));
   auto [loss, grad] = ActiveFtLossAndGrad(theta, x, 0.07);
   torch::Tensor th = theta.clone().set_requires_grad(true);
-  torch::Tensor t = torch::nn::functional::normalize(
-      th, torch::nn::functional::NormalizeFuncOptions().dim(1));
+  torch::Tensor t =
+      torch::nn::functional::normalize(th, torch::nn::functional::NormalizeFuncOptions().dim(1));
   torch::Tensor sim = torch::mm(x, t.t());
   auto mx = sim.max(1);
   torch::Tensor s = std::get<0>(mx) / 0.07;
