@@ -37,6 +37,7 @@ target_link_libraries(updp_proto PUBLIC gRPC::grpc++ protobuf::libprotobuf)
 # server/core (it compiles without their headers).
 add_library(updp_core
   server/core/data_dir_lock.cc
+  server/core/embeddings_upload.cc
   server/core/job_manager.cc
   server/core/job_params.cc
   server/core/metrics.cc
@@ -64,7 +65,8 @@ add_library(updp_engine
 target_link_libraries(updp_engine PUBLIC updp_core updp_features)
 target_precompile_headers(updp_engine PRIVATE <torch/torch.h>)
 
-add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc)
+add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc
+            server/rpc/upload_reactor.cc)
 target_link_libraries(updp_rpc PUBLIC updp_core updp_proto gRPC::grpc++ gRPC::grpc++_reflection)
 
 # The whole server wired together (main and the service tests).
