@@ -86,3 +86,6 @@ target_link_libraries(updpctl PRIVATE updp_client)
 # `cmake --install BUILD [--prefix DIR]`: the server, the CLI and the tools.
 include(GNUInstallDirs)
 install(TARGETS updp-server updpctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# The Python client package (BUILD/python/updp).
+include(${CMAKE_SOURCE_DIR}/cmake/python_client.cmake)
