@@ -12,6 +12,7 @@
 #include <system_error>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/core/names.h"
 #include "server/util/error_text.h"
@@ -257,7 +258,12 @@ absl::StatusOr<Registration> EmbeddingsUpload::Finish() {
       return absl::InternalError(absl::StrCat("cannot write ", *path, ": ", std::strerror(errno)));
     }
   }
-  return core_->StartUploadRegistration(header_.name, npy_path_, ids_path_);
+  auto r = core_->StartUploadRegistration(header_.name, npy_path_, ids_path_);
+  // The name was free at the header; another registration may have taken it since.
+  if (absl::IsAlreadyExists(r.status()) && absl::StartsWith(r.status().message(), "name: ")) {
+    return absl::AlreadyExistsError(absl::StrCat("header.", r.status().message()));
+  }
+  return r;
 }
 
 absl::Status ClearUploadDir(const std::string& dir) {

@@ -312,6 +312,32 @@ TEST_F(UploadTest, TakenNameAndDuplicateIdsAreAlreadyExists) {
   ExpectNothingLeft("dup");
 }
 
+// A name taken between the header and the end of the stream (by a registration still
+// running, which the header's check cannot see) is refused at the end.
+TEST_F(UploadTest, ANameTakenDuringTheStreamIsAlreadyExists) {
+  ASSERT_TRUE(model::WriteNpy(root_ + "/in/e.npy", torch::ones({3, 2})).ok());
+  server_->gate().Arm([](const core::JobInfo& j) {
+    return j.kind == core::JobKind::kRegister && j.dataset == "same";
+  });
+  v1::RegisterDatasetRequest r;
+  r.set_name("same");
+  r.mutable_embeddings()->set_path(root_ + "/in/e.npy");
+  r.set_async(true);
+  grpc::ClientContext c;
+  v1::Dataset d;
+  ASSERT_TRUE(server_->stub()->RegisterDataset(&c, r, &d).ok());
+  ASSERT_TRUE(server_->gate().WaitHeld());
+  const grpc::Status s =
+      Upload({Header("same", 2, 2, v1::EMBEDDING_DTYPE_FLOAT32), Chunk(torch::ones({2, 2}))});
+  EXPECT_EQ(s.error_code(), grpc::ALREADY_EXISTS);
+  EXPECT_EQ(s.error_message(), "header.name: dataset 'same' is being registered by another call");
+  EXPECT_TRUE(UploadFiles().empty());
+  server_->gate().Release();
+  EXPECT_EQ(server_->WaitJob(d.registration_job_id()).state(), v1::SUCCEEDED);
+  ASSERT_TRUE(GetDataset("same", &d).ok());
+  EXPECT_EQ(d.num_items(), 3);  // the other registration's
+}
+
 // A stream that breaks off half way (the client cancels) registers nothing and
 // leaves no file.
 TEST_F(UploadTest, BrokenStreamLeavesNothing) {
