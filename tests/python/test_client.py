@@ -135,6 +135,24 @@ class ImagesLoop(unittest.TestCase):
         self.assertEqual(len(picks), 41 - 8)
         self.assertFalse(picks & set(labeled))
 
+    def test_manifest(self):
+        paths = sorted(os.path.join(IMAGES, f) for f in os.listdir(IMAGES))[:3]
+        manifest = os.path.join(self.out, "manifest.csv")
+        with open(manifest, "w") as f:
+            f.write("id,path\n" + "".join("m%d,%s\n" % (i, p) for i, p in enumerate(paths)))
+        d = self.c.register_manifest("from-manifest", manifest)
+        self.assertEqual(d.num_items, 3)
+        self.assertEqual([(i.item_id, i.path) for i in self.c.items("from-manifest")],
+                         [("m%d" % i, p) for i, p in enumerate(paths)])
+
+    def test_learn_prompt_then_select_updp(self):
+        job = self.c.learn_prompt("imgs", "imgs-p", epochs=1, num_clusters=4, batch_size=16,
+                                  seed=1, wait=True, progress=False)
+        self.assertEqual(job.kind, pb.LEARN_PROMPT)
+        self.assertEqual(job.state, pb.SUCCEEDED)
+        picks = self.c.select("imgs", "updp", 4, prompt="imgs-p", wait=True, progress=False)
+        self.assertEqual(len(self.c.selection(picks)), 4)
+
     def test_errors_carry_the_servers_code_and_message(self):
         with self.assertRaises(updp.Error) as e:
             self.c.dataset("missing")
