@@ -37,6 +37,7 @@ target_link_libraries(updp_proto PUBLIC gRPC::grpc++ protobuf::libprotobuf)
 # server/core (it compiles without their headers).
 add_library(updp_core
   server/core/data_dir_lock.cc
+  server/core/embeddings_upload.cc
   server/core/job_manager.cc
   server/core/job_params.cc
   server/core/metrics.cc
@@ -65,7 +66,8 @@ add_library(updp_engine
 target_link_libraries(updp_engine PUBLIC updp_core updp_features)
 target_precompile_headers(updp_engine PRIVATE <torch/torch.h>)
 
-add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc)
+add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc
+            server/rpc/upload_reactor.cc)
 target_link_libraries(updp_rpc PUBLIC updp_core updp_proto gRPC::grpc++ gRPC::grpc++_reflection)
 
 # The whole server wired together (main and the service tests).
@@ -85,3 +87,6 @@ target_link_libraries(updpctl PRIVATE updp_client)
 # `cmake --install BUILD [--prefix DIR]`: the server, the CLI and the tools.
 include(GNUInstallDirs)
 install(TARGETS updp-server updpctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+
+# The Python client package (BUILD/python/updp).
+include(${CMAKE_SOURCE_DIR}/cmake/python_client.cmake)

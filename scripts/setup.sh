@@ -15,6 +15,7 @@ PACKAGES=(
   libfaiss-dev
   dataset-fashion-mnist
   prometheus yamllint python3-yaml docker-compose curl
+  python3-grpcio python3-protobuf python3-numpy python3-pandas
 )
 
 missing=()

@@ -58,6 +58,9 @@ ABSL_FLAG(int, shutdown_grace_ms, 30000,
           "exits at once and the job becomes INTERRUPTED at the next start");
 ABSL_FLAG(int, rpc_threads, 8,
           "threads for request work that must not block gRPC (registrations, imports, submits)");
+ABSL_FLAG(int64_t, max_upload_bytes, int64_t{64} << 30,
+          "largest UploadEmbeddings call, in bytes of values as sent (rows x dim x 2, 4 or 8); "
+          "the call needs about as much free space under --data_dir/uploads while it runs");
 ABSL_FLAG(int, rpc_queue, 256, "queued request work beyond which calls get RESOURCE_EXHAUSTED");
 
 int main(int argc, char** argv) {
@@ -108,6 +111,7 @@ int main(int argc, char** argv) {
   o.chunk_size = absl::GetFlag(FLAGS_chunk_size);
   o.decode_threads = absl::GetFlag(FLAGS_decode_threads);
   o.prompt_cache_bytes = absl::GetFlag(FLAGS_prompt_cache_mb) << 20;
+  o.max_upload_bytes = absl::GetFlag(FLAGS_max_upload_bytes);
   if (o.allowed_roots.empty()) {
     std::cerr << "updp-server: warning: --allowed_roots is empty; every dataset path will be "
                  "refused (PERMISSION_DENIED)\n";

@@ -11,6 +11,7 @@
 #include <iostream>
 #include <optional>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/core/names.h"
 #include "server/core/registration.h"
@@ -36,6 +37,11 @@ const char* PathField(SourceKind kind) {
     default:
       return "embeddings.path";
   }
+}
+
+// True when `path` names something inside `dir` (literally; resolved later).
+bool InDir(const std::string& dir, const std::string& path) {
+  return absl::StartsWith(path, dir + "/");
 }
 
 }  // namespace
@@ -89,10 +95,30 @@ absl::StatusOr<Registration> ServerCore::StartRegistration(const std::string& na
   if (kind == SourceKind::kEmbeddings && !ids_path.empty()) {
     if (auto r = paths_->Resolve("embeddings.ids_path", ids_path); !r.ok()) return r.status();
   }
+  return QueueRegistration(name, kind, path, kind == SourceKind::kEmbeddings ? ids_path : "", path);
+}
+
+absl::StatusOr<Registration> ServerCore::StartUploadRegistration(const std::string& name,
+                                                                 const std::string& npy_path,
+                                                                 const std::string& ids_path) {
+  if (auto s = ValidateName("name", name); !s.ok()) return s;
+  if (!engine_) return absl::FailedPreconditionError("embeddings: no engine to import them");
+  for (const std::string* p : {&npy_path, &ids_path}) {
+    if (!p->empty() && !InDir(UploadDir(), *p)) {
+      return absl::InternalError(absl::StrCat("upload file ", *p, " is not in ", UploadDir()));
+    }
+  }
+  return QueueRegistration(name, SourceKind::kEmbeddings, npy_path, ids_path, kUploadedSource);
+}
+
+absl::StatusOr<Registration> ServerCore::QueueRegistration(const std::string& name, SourceKind kind,
+                                                           const std::string& path,
+                                                           const std::string& ids_path,
+                                                           const std::string& shown_path) {
   RegisterParams p;
   p.source_kind = kind;
   p.path = path;
-  p.ids_path = kind == SourceKind::kEmbeddings ? ids_path : "";
+  p.ids_path = ids_path;
   p.chunk_size = std::max(1, options_.chunk_size);
   auto job = jobs_->Submit(name, p);  // reserves the name (ALREADY_EXISTS when taken)
   if (!job.ok()) return job.status();
@@ -101,7 +127,7 @@ absl::StatusOr<Registration> ServerCore::StartRegistration(const std::string& na
   r.dataset.name = name;
   r.dataset.state = DatasetState::kRegistering;
   r.dataset.source_kind = kind;
-  r.dataset.source_path = path;
+  r.dataset.source_path = shown_path;
   r.dataset.chunk_size = p.chunk_size;
   r.dataset.created_ms = job->created_ms;
   r.dataset.registration_job_id = job->id;
@@ -172,11 +198,20 @@ absl::Status ServerCore::RegisterList(JobContext& ctx, RegistrationProgress& pro
 absl::Status ServerCore::RegisterEmbeddings(JobContext& ctx, RegistrationProgress& progress) {
   const std::string& name = ctx.job().dataset;
   const auto& p = std::get<RegisterParams>(ctx.job().params);
-  auto npy = paths_->Resolve("embeddings.path", p.path);
+  // An upload's files are the server's own, under UploadDir(): resolved inside it, not
+  // inside --allowed_roots; its problems name the upload's fields.
+  const bool upload = InDir(UploadDir(), p.path);
+  const PathPolicy upload_dir({UploadDir()});
+  const PathPolicy& paths = upload ? upload_dir : *paths_;
+  auto npy = paths.Resolve("embeddings.path", p.path);
+  if (upload && absl::IsNotFound(npy.status())) {
+    return absl::FailedPreconditionError(
+        "the uploaded embeddings were removed when the server stopped; upload them again");
+  }
   if (!npy.ok()) return npy.status();
   std::optional<IdsFile> ids;
   if (!p.ids_path.empty()) {
-    auto read = IdsFile::Read(*paths_, p.ids_path);
+    auto read = IdsFile::Read(paths, p.ids_path);
     if (!read.ok()) return read.status();
     ids.emplace(std::move(*read));
   }
@@ -202,6 +237,7 @@ absl::Status ServerCore::RegisterEmbeddings(JobContext& ctx, RegistrationProgres
     if (batch.size() == kItemBatch || i + 1 == rows) {
       if (auto s = store_->AddItems(name, batch); !s.ok()) {
         if (s.code() == absl::StatusCode::kAlreadyExists) {
+          if (upload) return absl::AlreadyExistsError(absl::StrCat("chunk.ids: ", s.message()));
           return absl::InvalidArgumentError(absl::StrCat("embeddings.ids_path: ", s.message()));
         }
         return s;
@@ -210,7 +246,9 @@ absl::Status ServerCore::RegisterEmbeddings(JobContext& ctx, RegistrationProgres
       if (!progress.Report("items", i + 1, rows)) return JobStopped();
     }
   }
-  if (auto s = store_->CommitDataset(name, *npy, rows, {}, kUserEmbeddings, *chunks); !s.ok()) {
+  if (auto s = store_->CommitDataset(name, upload ? kUploadedSource : *npy, rows, {},
+                                     kUserEmbeddings, *chunks);
+      !s.ok()) {
     return s;
   }
   ctx.SetResult(absl::StrCat("{\"num_items\":", rows, ",\"num_failed\":0}"));

@@ -10,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "server/core/embeddings_upload.h"
 #include "server/core/names.h"
 #include "server/core/registration.h"
 #include "server/select/names.h"
@@ -59,6 +60,7 @@ absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerOptio
   if (!store.ok()) return store.status();
   c->store_ = std::move(*store);
   if (auto s = c->Recover(); !s.ok()) return s;
+  if (auto s = ClearUploadDir(c->UploadDir()); !s.ok()) return s;
   c->paths_ = std::make_unique<PathPolicy>(options.allowed_roots);
   JobManagerOptions jo;
   jo.queue_capacity = options.queue_capacity;

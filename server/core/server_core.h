@@ -48,6 +48,7 @@ struct ServerOptions {
   int64_t import_chunk_rows = kImportChunkRows;  // rows per chunk of imported embeddings
   int decode_threads = 2;
   int64_t prompt_cache_bytes = int64_t{8} << 30;  // cached ViT views for prompt learning
+  int64_t max_upload_bytes = int64_t{64} << 30;   // one UploadEmbeddings call, as sent
 };
 
 // A registration as queued: its dataset (REGISTERING) and its REGISTER job (QUEUED).
@@ -115,6 +116,14 @@ class ServerCore {
   absl::StatusOr<Registration> StartRegistration(const std::string& name, SourceKind kind,
                                                  const std::string& path,
                                                  const std::string& ids_path);
+  // The same for an upload's temporary files (server/core/embeddings_upload.h): they
+  // must lie in UploadDir(), which --allowed_roots need not contain (it is for paths
+  // clients name). The dataset's source_path is kUploadedSource.
+  absl::StatusOr<Registration> StartUploadRegistration(const std::string& name,
+                                                       const std::string& npy_path,
+                                                       const std::string& ids_path);
+  // Where uploads write their temporary files (emptied at start-up).
+  std::string UploadDir() const { return options_.data_dir + "/uploads"; }
   absl::StatusOr<DatasetInfo> GetDataset(const std::string& name);
   absl::StatusOr<std::vector<DatasetInfo>> ListDatasets();
   // Removes the dataset's rows, features, jobs, selections and job folders.
@@ -182,6 +191,11 @@ class ServerCore {
   absl::Status RegisterList(JobContext& ctx, RegistrationProgress& progress, const ItemList& list);
   // A .npy streamed into feature chunks, its items written in batches.
   absl::Status RegisterEmbeddings(JobContext& ctx, RegistrationProgress& progress);
+  // Queues the REGISTER job; the caller checked the name and the paths.
+  absl::StatusOr<Registration> QueueRegistration(const std::string& name, SourceKind kind,
+                                                 const std::string& path,
+                                                 const std::string& ids_path,
+                                                 const std::string& shown_path);
   // Removes the files and rows of a registration that did not commit; the REGISTER job
   // `job_id` stays, to show how it ended.
   absl::Status RollBackRegistration(const std::string& name, const std::string& job_id);
@@ -204,6 +218,8 @@ class ServerCore {
 // Feature source names.
 inline constexpr char kImageFeatures[] = "image";
 inline constexpr char kUserEmbeddings[] = "embeddings";
+// The source_path of a dataset registered by UploadEmbeddings.
+inline constexpr char kUploadedSource[] = "(uploaded)";
 std::string PromptFeatures(const std::string& prompt);
 
 }  // namespace updp::core

@@ -113,4 +113,20 @@ void ToProto(const core::PromptInfo& p, v1::Prompt* out) {
 
 core::JobState FromProto(v1::JobState s) { return static_cast<core::JobState>(s); }
 
+grpc::Status RegistrationStatus(const core::JobInfo& j) {
+  switch (j.state) {
+    case core::JobState::kFailed:
+      return grpc::Status(j.error_code > 0 && j.error_code <= 16
+                              ? static_cast<grpc::StatusCode>(j.error_code)
+                              : grpc::INTERNAL,
+                          j.error);
+    case core::JobState::kCancelled:
+      return grpc::Status(grpc::CANCELLED,
+                          "registration job " + j.id + " was " + j.progress.message);
+    default:  // INTERRUPTED: the server is stopping
+      return grpc::Status(grpc::UNAVAILABLE,
+                          "registration job " + j.id + ": " + j.progress.message);
+  }
+}
+
 }  // namespace updp::rpc

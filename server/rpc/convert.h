@@ -18,6 +18,10 @@ void ToProto(const core::JobInfo& j, v1::Job* out);
 void ToProto(const core::PromptInfo& p, v1::Prompt* out);
 core::JobState FromProto(v1::JobState s);
 
+// The status a synchronous registration (RegisterDataset, UploadEmbeddings) answers
+// for its REGISTER job's end other than SUCCEEDED.
+grpc::Status RegistrationStatus(const core::JobInfo& j);
+
 }  // namespace updp::rpc
 
 #endif  // UPDP_SERVER_RPC_CONVERT_H_

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "server/rpc/convert.h"
+#include "server/rpc/upload_reactor.h"
 
 namespace updp::rpc {
 namespace {
@@ -115,23 +116,6 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
   v1::JobEvent event_;
   grpc::Status status_ = grpc::Status::OK;
 };
-
-// The status a synchronous RegisterDataset answers for its job's end.
-grpc::Status RegistrationStatus(const core::JobInfo& j) {
-  switch (j.state) {
-    case core::JobState::kFailed:
-      return grpc::Status(j.error_code > 0 && j.error_code <= 16
-                              ? static_cast<grpc::StatusCode>(j.error_code)
-                              : grpc::INTERNAL,
-                          j.error);
-    case core::JobState::kCancelled:
-      return grpc::Status(grpc::CANCELLED,
-                          "registration job " + j.id + " was " + j.progress.message);
-    default:  // INTERRUPTED: the server is stopping
-      return grpc::Status(grpc::UNAVAILABLE,
-                          "registration job " + j.id + ": " + j.progress.message);
-  }
-}
 
 core::SourceKind KindOf(const v1::RegisterDatasetRequest& r, std::string* path, std::string* ids) {
   switch (r.source_case()) {
@@ -332,6 +316,11 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::RegisterDataset(grpc::CallbackServerC
                                                            const v1::RegisterDatasetRequest* req,
                                                            v1::Dataset* resp) {
   return new RegisterReactor(core_, pool_, *req, resp);
+}
+
+grpc::ServerReadReactor<v1::UploadEmbeddingsRequest>* UpdpServiceImpl::UploadEmbeddings(
+    grpc::CallbackServerContext* ctx, v1::Dataset* resp) {
+  return NewUploadReactor(ctx, core_, pool_, resp);
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,

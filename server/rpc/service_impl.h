@@ -23,6 +23,8 @@ class UpdpServiceImpl final : public v1::Updp::CallbackService {
   grpc::ServerUnaryReactor* RegisterDataset(grpc::CallbackServerContext* ctx,
                                             const v1::RegisterDatasetRequest* req,
                                             v1::Dataset* resp) override;
+  grpc::ServerReadReactor<v1::UploadEmbeddingsRequest>* UploadEmbeddings(
+      grpc::CallbackServerContext* ctx, v1::Dataset* resp) override;
   grpc::ServerUnaryReactor* GetDataset(grpc::CallbackServerContext* ctx,
                                        const v1::GetDatasetRequest* req,
                                        v1::Dataset* resp) override;
