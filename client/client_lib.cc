@@ -227,6 +227,21 @@ grpc::Status WriteSelectionTo(std::ostream& f, SelectionFormat format, const Exp
 
 }  // namespace
 
+grpc::Status WriteText(const std::string& path, const std::string& text, const std::string& what) {
+  if (path == "-") {
+    std::cout << text;
+    std::cout.flush();
+    if (!std::cout) return grpc::Status(grpc::INTERNAL, "cannot write " + what + " to stdout");
+    return grpc::Status::OK;
+  }
+  std::ofstream f(path);
+  if (!f) return grpc::Status(grpc::INVALID_ARGUMENT, "--out: cannot write " + path);
+  f << text;
+  f.close();
+  if (!f) return grpc::Status(grpc::INTERNAL, "--out: cannot write " + path);
+  return grpc::Status::OK;
+}
+
 grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
                             const std::string& path, SelectionFormat format, int64_t* count) {
   return WriteSelection(stub, job_id, path, format, ExportOptions(), count);
@@ -254,17 +269,7 @@ grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,
   // no partial file and writes nothing to stdout.
   std::ostringstream text;
   if (auto s = WriteSelectionTo(text, format, options, job_id, last, items); !s.ok()) return s;
-  if (path == "-") {
-    std::cout << text.str();
-    std::cout.flush();
-    if (!std::cout) return grpc::Status(grpc::INTERNAL, "cannot write the selection to stdout");
-  } else {
-    std::ofstream f(path);
-    if (!f) return grpc::Status(grpc::INVALID_ARGUMENT, "--out: cannot write " + path);
-    f << text.str();
-    f.close();
-    if (!f) return grpc::Status(grpc::INTERNAL, "--out: cannot write " + path);
-  }
+  if (auto s = WriteText(path, text.str(), "the selection"); !s.ok()) return s;
   *count = static_cast<int64_t>(items.size());
   return grpc::Status::OK;
 }

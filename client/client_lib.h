@@ -53,6 +53,10 @@ struct ExportOptions {
 grpc::Status MediaReference(const ExportOptions& o, const std::string& item_id,
                             const std::string& path, std::string* out);
 
+// Writes `text` to the file `path`, or to stdout for "-" (flushed); `what` names it in
+// errors (e.g. "the selection").
+grpc::Status WriteText(const std::string& path, const std::string& text, const std::string& what);
+
 // Fetches every page of a selection and writes it in `format` to `path`, or to stdout
 // when `path` is "-" (nothing else is written there).
 grpc::Status WriteSelection(v1::Updp::Stub* stub, const std::string& job_id,

@@ -95,17 +95,7 @@ grpc::Status WriteDuplicates(v1::Updp::Stub* stub, const std::string& job_id,
   } while (!token.empty());
   std::ostringstream text;
   Render(text, format, job_id, last, items);
-  if (path == "-") {
-    std::cout << text.str();
-    std::cout.flush();
-    if (!std::cout) return grpc::Status(grpc::INTERNAL, "cannot write the groups to stdout");
-  } else {
-    std::ofstream f(path);
-    if (!f) return grpc::Status(grpc::INVALID_ARGUMENT, "--out: cannot write " + path);
-    f << text.str();
-    f.close();
-    if (!f) return grpc::Status(grpc::INTERNAL, "--out: cannot write " + path);
-  }
+  if (auto s = WriteText(path, text.str(), "the groups"); !s.ok()) return s;
   summary->groups = last.total_groups();
   summary->items = static_cast<int64_t>(items.size());
   return grpc::Status::OK;

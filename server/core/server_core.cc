@@ -383,7 +383,7 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
   } else if (auto s = ResolveFeatures(*d, &p.features); !s.ok()) {
     return s;
   }
-  if (p.dedup < 0 || p.dedup > 1) {
+  if (!(p.dedup >= 0 && p.dedup <= 1)) {  // NaN too
     return absl::InvalidArgumentError(
         absl::StrCat("dedup: ", p.dedup, " is not a cosine similarity in (0, 1] (0 = off)"));
   }

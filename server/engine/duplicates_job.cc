@@ -22,14 +22,8 @@ absl::Status ModelEngine::RunDuplicates(JobContext& ctx) {
   const core::JobInfo& job = ctx.job();
   const auto& p = std::get<core::DuplicatesParams>(job.params);
   core::Store& store = core_->store();
-  Progress pr;
-  pr.stage = "load-features";
-  ctx.SetProgress(pr);
-  auto info = store.GetDataset(job.dataset);
-  if (!info.ok()) return info.status();
-  auto chunks = store.FeatureChunks(job.dataset, p.features);
-  if (!chunks.ok()) return chunks.status();
-  auto opened = OpenFeatures(*chunks, info->num_items);
+  int64_t num_items = 0;
+  auto opened = LoadFeatures(ctx, p.features, &num_items);
   if (!opened.ok()) return opened.status();
   const select::FeatureSource& x = opened->source;
   const std::vector<int64_t>& item_of_row = opened->item_of_row;

@@ -31,6 +31,8 @@ class ThreadPool;
 
 namespace updp::engine {
 
+struct OpenedFeatures;  // feature_io.h
+
 class ModelEngine : public core::Engine {
  public:
   // Creates the selection thread pool (--cpu_threads threads; LibTorch's intra-op
@@ -66,6 +68,11 @@ class ModelEngine : public core::Engine {
   // features where missing) exist as chunks; resumable by chunk.
   absl::Status ExtractPromptFeatures(core::JobContext& ctx, const std::string& dataset,
                                      const std::string& prompt, const prompt::PromptModule& mod);
+  // The job's dataset's feature chunks of `source`, mapped and read in place
+  // (OpenFeatures), after a "load-features" progress event; *num_items is the
+  // dataset's item count.
+  absl::StatusOr<OpenedFeatures> LoadFeatures(core::JobContext& ctx, const std::string& source,
+                                              int64_t* num_items);
   // Model-backed job bodies refuse to run before the model is there.
   absl::Status NeedModel() const;
 

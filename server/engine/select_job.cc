@@ -123,6 +123,22 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
   return absl::OkStatus();
 }
 
+absl::StatusOr<OpenedFeatures> ModelEngine::LoadFeatures(JobContext& ctx,
+                                                         const std::string& source,
+                                                         int64_t* num_items) {
+  Progress pr;
+  pr.stage = "load-features";
+  ctx.SetProgress(pr);
+  core::Store& store = core_->store();
+  auto info = store.GetDataset(ctx.job().dataset);
+  if (!info.ok()) return info.status();
+  auto chunks = store.FeatureChunks(ctx.job().dataset, source);
+  if (!chunks.ok()) return chunks.status();
+  *num_items = info->num_items;
+  // The chunk files are mapped and read in place, block by block.
+  return OpenFeatures(*chunks, info->num_items);
+}
+
 absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   const core::JobInfo& job = ctx.job();
   const auto& p = std::get<core::SelectParams>(job.params);
@@ -138,21 +154,14 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
     auto s = ExtractPromptFeatures(ctx, job.dataset, p.prompt, *mod);
     if (!s.ok()) return ctx.Cancelled() ? core::JobStopped() : s;
   }
-  Progress pr;
-  pr.stage = "load-features";
-  ctx.SetProgress(pr);
-  auto info = store.GetDataset(job.dataset);
-  if (!info.ok()) return info.status();
-  auto chunks = store.FeatureChunks(job.dataset, p.features);
-  if (!chunks.ok()) return chunks.status();
-  // The chunk files are mapped and read in place, block by block.
-  auto opened = OpenFeatures(*chunks, info->num_items);
+  int64_t num_items = 0;
+  auto opened = LoadFeatures(ctx, p.features, &num_items);
   if (!opened.ok()) return opened.status();
   const select::FeatureSource& x = opened->source;
   const std::vector<int64_t>& item_of_row = opened->item_of_row;
   if (x.rows() == 0) {
     return absl::FailedPreconditionError(
-        absl::StrCat("dataset: no item of '", job.dataset, "' has features (all ", info->num_items,
+        absl::StrCat("dataset: no item of '", job.dataset, "' has features (all ", num_items,
                      " are missing or failed to decode); there is nothing to select from"));
   }
   select::SelectOptions o;
@@ -162,7 +171,7 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   if (!p.labeled_ids.empty()) {
     auto found = store.FindItemIds(job.dataset, p.labeled_ids);
     if (!found.ok()) return found.status();
-    std::vector<char> labeled_item(info->num_items, 0);
+    std::vector<char> labeled_item(num_items, 0);
     for (const auto& [id, idx] : *found) labeled_item[idx] = 1;
     for (size_t r = 0; r < item_of_row.size(); ++r) {  // failed items have no row
       if (labeled_item[item_of_row[r]]) o.labeled.push_back(static_cast<int64_t>(r));

@@ -40,12 +40,15 @@ void Collect(const torch::Tensor& s, const int64_t* a, const int64_t* b, float t
   });
 }
 
-absl::Status TooMany(const std::vector<SimilarPair>& pairs, double threshold) {
-  if (static_cast<int64_t>(pairs.size()) <= kMaxPairs) return absl::OkStatus();
-  return absl::ResourceExhaustedError(absl::StrCat("threshold: more than ", kMaxPairs,
-                                                   " pairs of items are at least ", threshold,
-                                                   " similar; raise the threshold"));
+absl::Status TooMany(const std::vector<SimilarPair>& pairs, const DuplicateParameters& p,
+                     int64_t limit = kMaxPairs) {
+  if (static_cast<int64_t>(pairs.size()) <= limit) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(p.field, ": more than ", kMaxPairs,
+                                                   " pairs of items are at least ", p.threshold,
+                                                   " similar; raise the ", p.field));
 }
+
+absl::Status Cancelled() { return absl::CancelledError("duplicate search cancelled"); }
 
 std::vector<int64_t> Iota(int64_t begin, int64_t len) {
   std::vector<int64_t> v(len);
@@ -54,13 +57,13 @@ std::vector<int64_t> Iota(int64_t begin, int64_t len) {
 }
 
 // Every block against every later block (and itself).
-absl::Status ExactPairs(const FeatureSource& x, float t, ThreadPool& pool,
-                        const CancelledFn& cancelled, const ProgressFn& progress,
+absl::Status ExactPairs(const FeatureSource& x, const DuplicateParameters& p, float t,
+                        ThreadPool& pool, const CancelledFn& cancelled, const ProgressFn& progress,
                         std::vector<SimilarPair>& out, PairSearchStats& st) {
   const auto ranges = x.BlockRanges();
   const size_t nb = ranges.size();
   for (size_t i = 0; i < nb; ++i) {
-    if (cancelled && cancelled()) return absl::CancelledError("duplicate search cancelled");
+    if (cancelled && cancelled()) return Cancelled();
     if (progress) progress("pairs", static_cast<double>(i) / nb);
     const auto [ab, al] = ranges[i];
     const torch::Tensor a = x.Block(ab, al);
@@ -72,7 +75,7 @@ absl::Status ExactPairs(const FeatureSource& x, float t, ThreadPool& pool,
       const torch::Tensor s = a.mm(b.t()).contiguous();
       Collect(s, ra.data(), rb.data(), t, /*upper_only=*/i == j, pool, out);
       st.products += al * bl;
-      if (auto s2 = TooMany(out, t + kSlack); !s2.ok()) return s2;
+      if (auto s2 = TooMany(out, p); !s2.ok()) return s2;
     }
   }
   return absl::OkStatus();
@@ -103,13 +106,13 @@ absl::Status CellPairs(const FeatureSource& x, const DuplicateParameters& p, flo
   st.probes = probes;
   if (progress) progress("cells", 0.0);
   KMeansResult km = TrainKMeans(x, cells, p.kmeans, p.seed, pool, cancelled);
-  if (km.cancelled) return absl::CancelledError("duplicate search cancelled");
+  if (km.cancelled) return Cancelled();
   // Nearest centroids by Euclidean distance: argmax of x.c - |c|^2 / 2.
   const torch::Tensor ct = km.centroids.t().contiguous();
   const torch::Tensor half = km.centroids.pow(2).sum(1).mul(0.5);
   std::vector<int32_t> probe(n * probes);
   for (const auto& [begin, len] : x.BlockRanges()) {
-    if (cancelled && cancelled()) return absl::CancelledError("duplicate search cancelled");
+    if (cancelled && cancelled()) return Cancelled();
     const torch::Tensor s = x.Block(begin, len).mm(ct).sub_(half);
     const torch::Tensor idx =
         std::get<1>(s.topk(probes, /*dim=*/1, /*largest=*/true, /*sorted=*/true))
@@ -122,7 +125,6 @@ absl::Status CellPairs(const FeatureSource& x, const DuplicateParameters& p, flo
   const auto queries = Invert(probe, probes, probes, cells);
   constexpr int64_t kRows = FeatureSource::kBlockRows;
   for (int64_t c = 0; c < cells; ++c) {
-    if (cancelled && cancelled()) return absl::CancelledError("duplicate search cancelled");
     if (progress && c % 64 == 0) progress("pairs", static_cast<double>(c) / cells);
     const auto& db = stored[c];
     const auto& q = queries[c];
@@ -132,14 +134,17 @@ absl::Status CellPairs(const FeatureSource& x, const DuplicateParameters& p, flo
       const std::vector<int64_t> dr(db.begin() + d0, db.begin() + std::min(db.size(), d0 + kRows));
       const torch::Tensor dt = x.Gather(dr, &pool).t().contiguous();
       for (size_t q0 = 0; q0 < q.size(); q0 += kRows) {
+        // Checked per block: one oversized cell (many copies of one image) must not
+        // run on unbounded.
+        if (cancelled && cancelled()) return Cancelled();
         const std::vector<int64_t> qr(q.begin() + q0, q.begin() + std::min(q.size(), q0 + kRows));
         const torch::Tensor s = x.Gather(qr, &pool).mm(dt).contiguous();
         Collect(s, qr.data(), dr.data(), t, /*upper_only=*/false, pool, out);
         st.products += static_cast<int64_t>(qr.size() * dr.size());
+        // Pairs found from both of their cells come twice until made unique below.
+        if (auto s2 = TooMany(out, p, 2 * kMaxPairs); !s2.ok()) return s2;
       }
     }
-    // Pairs inside a cell come twice until they are made unique below.
-    if (static_cast<int64_t>(out.size()) > 2 * kMaxPairs) return TooMany(out, p.threshold);
   }
   return absl::OkStatus();
 }
@@ -151,7 +156,7 @@ absl::StatusOr<std::vector<SimilarPair>> FindSimilarPairs(
     const CancelledFn& cancelled, const ProgressFn& progress, PairSearchStats* stats) {
   if (!(p.threshold > 0 && p.threshold <= 1)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("threshold: ", p.threshold, " is not a cosine similarity in (0, 1]"));
+        absl::StrCat(p.field, ": ", p.threshold, " is not a cosine similarity in (0, 1]"));
   }
   const auto start = std::chrono::steady_clock::now();
   torch::NoGradGuard no_grad;
@@ -160,18 +165,22 @@ absl::StatusOr<std::vector<SimilarPair>> FindSimilarPairs(
   std::vector<SimilarPair> pairs;
   PairSearchStats st;
   absl::Status s = x.rows() <= p.exact_max_rows
-                       ? ExactPairs(x, t, pool, cancelled, progress, pairs, st)
+                       ? ExactPairs(x, p, t, pool, cancelled, progress, pairs, st)
                        : CellPairs(x, p, t, pool, cancelled, progress, pairs, st);
   if (!s.ok()) return s;
+  // A pair found from two cells may differ in the last bit: the larger is kept, so the
+  // result does not depend on the order the threads delivered them in.
   std::sort(pairs.begin(), pairs.end(), [](const SimilarPair& l, const SimilarPair& r) {
-    return l.a != r.a ? l.a < r.a : l.b < r.b;
+    if (l.a != r.a) return l.a < r.a;
+    if (l.b != r.b) return l.b < r.b;
+    return l.similarity > r.similarity;
   });
   pairs.erase(std::unique(pairs.begin(), pairs.end(),
                           [](const SimilarPair& l, const SimilarPair& r) {
                             return l.a == r.a && l.b == r.b;
                           }),
               pairs.end());
-  if (auto s2 = TooMany(pairs, p.threshold); !s2.ok()) return s2;
+  if (auto s2 = TooMany(pairs, p); !s2.ok()) return s2;
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (stats) *stats = st;
   if (progress) progress("pairs", 1.0);
@@ -179,7 +188,7 @@ absl::StatusOr<std::vector<SimilarPair>> FindSimilarPairs(
 }
 
 Grouping GroupDuplicates(int64_t n, const std::vector<SimilarPair>& pairs,
-                         const std::vector<char>* skip) {
+                         const std::vector<char>* skip, bool keep_groups) {
   Grouping g;
   g.duplicate.assign(n, 0);
   const auto skipped = [&](int64_t r) { return skip && (*skip)[r]; };
@@ -194,6 +203,7 @@ Grouping GroupDuplicates(int64_t n, const std::vector<SimilarPair>& pairs,
         const int64_t b = pairs[k].b;
         if (skipped(b) || g.duplicate[b]) continue;
         g.duplicate[b] = 1;
+        if (!keep_groups) continue;
         group.rows.push_back(b);
         group.similarities.push_back(pairs[k].similarity);
       }

@@ -6,6 +6,7 @@
 #define UPDP_SERVER_SELECT_DUPLICATES_H_
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,6 +32,8 @@ struct DuplicateParameters {
   int64_t cells = 0;
   int probes = 4;
   uint64_t seed = 0;
+  // The request field errors name (Select's option is "dedup").
+  std::string field = "threshold";
   // The cells' k-means: always sampled (a sample of max_points_per_centroid * cells
   // rows, niter Lloyd iterations); the cells only need to be roughly balanced.
   KMeansParameters kmeans = [] {
@@ -57,7 +60,8 @@ struct PairSearchStats {
 };
 
 // Every pair with cosine similarity >= p.threshold (each once, sorted by (a, b)).
-// INVALID_ARGUMENT for a threshold outside (0, 1]; CANCELLED when `cancelled` fires.
+// INVALID_ARGUMENT for a threshold outside (0, 1] and RESOURCE_EXHAUSTED beyond 64M
+// pairs (both naming p.field); CANCELLED when `cancelled` fires.
 absl::StatusOr<std::vector<SimilarPair>> FindSimilarPairs(const FeatureSource& x,
                                                           const DuplicateParameters& p,
                                                           ThreadPool& pool,
@@ -79,8 +83,9 @@ struct Grouping {
 // does not leave out) becomes a representative and claims its unclaimed later
 // neighbours. So every duplicate is within the threshold of its representative, and
 // the representatives are pairwise below it (given every pair of `pairs`).
+// `keep_groups` false: only the `duplicate` mask (what a deduplicated selection needs).
 Grouping GroupDuplicates(int64_t n, const std::vector<SimilarPair>& pairs,
-                         const std::vector<char>* skip = nullptr);
+                         const std::vector<char>* skip = nullptr, bool keep_groups = true);
 
 }  // namespace updp::select
 

@@ -18,7 +18,7 @@ int64_t LeaveOutDuplicates(const std::vector<SimilarPair>& pairs, const std::vec
     if (labeled[p.a]) skip[p.b] = 1;
     if (labeled[p.b]) skip[p.a] = 1;
   }
-  const Grouping g = GroupDuplicates(n, pairs, &skip);
+  const Grouping g = GroupDuplicates(n, pairs, &skip, /*keep_groups=*/false);
   int64_t left_out = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (!excluded[i] && (skip[i] || g.duplicate[i])) {
@@ -29,37 +29,61 @@ int64_t LeaveOutDuplicates(const std::vector<SimilarPair>& pairs, const std::vec
   return left_out;
 }
 
-// The picks (by rank) that are within `threshold` of an earlier pick or of a labeled
-// row, computed exactly on the picks' rows.
-std::vector<size_t> Violations(const FeatureSource& x, const std::vector<Pick>& picks,
-                               const std::vector<int64_t>& labeled_rows, double threshold,
-                               ThreadPool& pool) {
-  std::vector<size_t> bad;
-  if (picks.empty()) return bad;
-  std::vector<int64_t> rows;
-  for (const Pick& p : picks) rows.push_back(p.index);
+// The picks (by rank) that are within `threshold` of a labeled row, then, among the
+// others, the later of each pair of picks within it; computed exactly, block by block
+// (memory O(block^2) whatever the budget). CANCELLED when `cancelled` fires.
+absl::StatusOr<std::vector<size_t>> Violations(const FeatureSource& x,
+                                               const std::vector<Pick>& picks,
+                                               const std::vector<int64_t>& labeled_rows,
+                                               double threshold, ThreadPool& pool,
+                                               const CancelledFn& cancelled) {
+  constexpr int64_t kRows = FeatureSource::kBlockRows;
   const FeatureSource xn = x.WithNormalize(true);
-  const torch::Tensor pr = xn.Gather(rows, &pool);
   const float t = static_cast<float>(threshold) - 1e-5f;  // as FindSimilarPairs
   const int64_t m = static_cast<int64_t>(picks.size());
+  std::vector<int64_t> rows;
+  for (const Pick& p : picks) rows.push_back(p.index);
+  const auto block_of = [&](const std::vector<int64_t>& v, int64_t b) {
+    return xn.Gather(
+        std::vector<int64_t>(v.begin() + b, v.begin() + std::min<int64_t>(v.size(), b + kRows)),
+        &pool);
+  };
   std::vector<char> is_bad(m, 0);
-  constexpr int64_t kRows = FeatureSource::kBlockRows;
-  for (size_t l0 = 0; l0 < labeled_rows.size(); l0 += kRows) {
-    const std::vector<int64_t> lr(labeled_rows.begin() + l0,
-                                  labeled_rows.begin() + std::min(labeled_rows.size(), l0 + kRows));
-    const torch::Tensor near = (pr.mm(xn.Gather(lr, &pool).t()) >= t).any(1).contiguous();
-    const bool* np = near.data_ptr<bool>();
-    for (int64_t i = 0; i < m; ++i) is_bad[i] |= np[i];
-  }
-  // Then among the picks left: the later of each close pair, so that the picks that
-  // are not bad are pairwise apart.
-  const torch::Tensor pp = pr.mm(pr.t()).contiguous();
-  const float* s = pp.data_ptr<float>();
-  for (int64_t i = 0; i < m; ++i) {
-    for (int64_t j = 0; j < i && !is_bad[i]; ++j) {
-      if (!is_bad[j] && s[i * m + j] >= t) is_bad[i] = 1;
+  for (int64_t b = 0; b < m; b += kRows) {
+    const torch::Tensor pb = block_of(rows, b);
+    // Near a labeled row.
+    for (int64_t l = 0; l < static_cast<int64_t>(labeled_rows.size()); l += kRows) {
+      if (cancelled && cancelled()) return absl::CancelledError("selection cancelled");
+      const torch::Tensor near = (pb.mm(block_of(labeled_rows, l).t()) >= t).any(1).contiguous();
+      const bool* np = near.data_ptr<bool>();
+      for (int64_t i = 0; i < pb.size(0); ++i) is_bad[b + i] |= np[i];
+    }
+    // Near an earlier pick that is not bad itself: earlier blocks are settled, so
+    // theirs is one masked test; inside the block, row by row in rank order.
+    for (int64_t e = 0; e <= b; e += kRows) {
+      if (cancelled && cancelled()) return absl::CancelledError("selection cancelled");
+      const torch::Tensor pe = e == b ? pb : block_of(rows, e);
+      const torch::Tensor s = pb.mm(pe.t()).contiguous();
+      if (e < b) {
+        std::vector<char> ok(pe.size(0));
+        for (int64_t j = 0; j < pe.size(0); ++j) ok[j] = !is_bad[e + j];
+        const torch::Tensor mask =
+            torch::from_blob(ok.data(), {1, pe.size(0)}, torch::kBool).clone();
+        const torch::Tensor near = ((s >= t) & mask).any(1).contiguous();
+        const bool* np = near.data_ptr<bool>();
+        for (int64_t i = 0; i < pb.size(0); ++i) is_bad[b + i] |= np[i];
+        continue;
+      }
+      const float* sp = s.data_ptr<float>();
+      const int64_t n = pb.size(0);
+      for (int64_t i = 0; i < n; ++i) {
+        for (int64_t j = 0; j < i && !is_bad[b + i]; ++j) {
+          if (!is_bad[b + j] && sp[i * n + j] >= t) is_bad[b + i] = 1;
+        }
+      }
     }
   }
+  std::vector<size_t> bad;
   for (int64_t i = 0; i < m; ++i) {
     if (is_bad[i]) bad.push_back(static_cast<size_t>(i));
   }
@@ -106,6 +130,7 @@ absl::StatusOr<std::vector<Pick>> Select(const FeatureSource& features, const Se
   if (dedup) {
     DuplicateParameters dp = opt.dedup;
     dp.seed = opt.seed;
+    dp.field = "dedup";
     auto pairs = FindSimilarPairs(
         x, dp, pool, cancelled,
         [&](const std::string& phase, double f) {
@@ -132,7 +157,9 @@ absl::StatusOr<std::vector<Pick>> Select(const FeatureSource& features, const Se
     FillRandom(picks, want, excluded, rng);
     rep.dedup_rounds = dedup ? round : 0;
     if (!dedup) break;
-    const std::vector<size_t> bad = Violations(x, picks, labeled_rows, opt.dedup.threshold, pool);
+    auto checked = Violations(x, picks, labeled_rows, opt.dedup.threshold, pool, cancelled);
+    if (!checked.ok()) return checked.status();
+    const std::vector<size_t>& bad = *checked;
     if (bad.empty()) break;
     if (round == rounds) {  // give up re-running: drop the offenders
       std::vector<Pick> kept;

@@ -248,6 +248,58 @@ TEST(Dedup, AMissedPairIsCaughtByTheExactCheck) {
   EXPECT_EQ(static_cast<int64_t>(r->size()), 202 - rep.dedup_left_out - rep.dedup_dropped);
 }
 
+TEST(Dedup, WithOneRoundTheOffendersAreDropped) {
+  // The set-up of AMissedPairIsCaughtByTheExactCheck, with no second run allowed.
+  torch::manual_seed(5);
+  const int64_t d = 8;
+  torch::Tensor e = torch::eye(d);
+  torch::Tensor a = e[0].unsqueeze(0) + 0.4 * torch::randn({100, d});
+  torch::Tensor b = e[1].unsqueeze(0) + 0.4 * torch::randn({100, d});
+  torch::Tensor u = (1.05 * e[0] + e[1] + 0.1 * e[2]).unsqueeze(0);
+  torch::Tensor v = (e[0] + 1.05 * e[1] - 0.1 * e[2]).unsqueeze(0);
+  torch::Tensor x = torch::cat({a, b, u, v}, 0);
+  SelectOptions o;
+  o.strategy = "random";
+  o.budget = 202;
+  o.dedup.threshold = 0.95;
+  o.dedup.exact_max_rows = 0;
+  o.dedup.cells = 2;
+  o.dedup.probes = 1;
+  o.dedup_rounds = 1;
+  ThreadPool pool(1);
+  auto src = *FeatureSource::FromTensor(x, true);
+  SelectReport rep;
+  auto r = Select(src, o, pool, nullptr, nullptr, &rep);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(rep.dedup_rounds, 1);
+  EXPECT_GE(rep.dedup_dropped, 1);
+  ExpectApart(x, *r, {}, 0.95);
+}
+
+TEST(Dedup, KCenterNeverStartsOnALeftOutRow) {
+  // No labeled rows: kcenter starts from the row nearest the mean. Row 41 is exactly
+  // the mean direction, so it is that row, but it is a near copy of row 40 (slightly
+  // off that direction), so dedup leaves it out: kcenter must start elsewhere.
+  torch::manual_seed(6);
+  torch::Tensor rows = Unit(torch::randn({40, 8}));
+  torch::Tensor dir = Unit(rows.mean(0, true));
+  torch::Tensor x = torch::cat({rows, Unit(dir + 0.02 * torch::randn({1, 8})), dir}, 0);
+  torch::Tensor mean = Unit(x).mean(0, true);
+  ASSERT_EQ((Unit(x) - mean).pow(2).sum(1).argmin().item<int64_t>(), 41);
+  SelectOptions o;
+  o.strategy = "kcenter";
+  o.budget = 5;
+  o.dedup.threshold = 0.99;
+  SelectReport rep;
+  ThreadPool pool(1);
+  auto src = *FeatureSource::FromTensor(x, true);
+  auto r = Select(src, o, pool, nullptr, nullptr, &rep);
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_EQ(r->size(), 5u);
+  EXPECT_EQ(rep.dedup_left_out, 1);
+  for (const auto& p : *r) EXPECT_NE(p.index, 41);
+}
+
 TEST(Dedup, RejectsABadThreshold) {
   SelectOptions o;
   o.strategy = "random";
