@@ -34,14 +34,7 @@ absl::Status ModelEngine::RunDuplicates(JobContext& ctx) {
   select::PairSearchStats st;
   auto pairs = select::FindSimilarPairs(
       x, dp, *select_pool_, [&] { return ctx.Cancelled(); },
-      [&](const std::string& phase, double f) {
-        Progress q;
-        q.stage = phase;
-        q.done = static_cast<int64_t>(f * 1000);
-        q.total = 1000;
-        ctx.SetProgress(q);
-      },
-      &st);
+      [&](const std::string& phase, double f) { ReportFraction(ctx, phase, f); }, &st);
   if (ctx.Cancelled()) return core::JobStopped();
   if (!pairs.ok()) return pairs.status();
   const select::Grouping g = select::GroupDuplicates(x.rows(), *pairs);

@@ -123,8 +123,7 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
   return absl::OkStatus();
 }
 
-absl::StatusOr<OpenedFeatures> ModelEngine::LoadFeatures(JobContext& ctx,
-                                                         const std::string& source,
+absl::StatusOr<OpenedFeatures> ModelEngine::LoadFeatures(JobContext& ctx, const std::string& source,
                                                          int64_t* num_items) {
   Progress pr;
   pr.stage = "load-features";
@@ -190,13 +189,7 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   select::SelectReport report;
   auto r = select::Select(
       x, o, *select_pool_,
-      [&](const std::string& phase, double f) {
-        Progress q;
-        q.stage = phase;
-        q.done = static_cast<int64_t>(f * 1000);
-        q.total = 1000;
-        ctx.SetProgress(q);
-      },
+      [&](const std::string& phase, double f) { ReportFraction(ctx, phase, f); },
       [&] { return ctx.Cancelled(); }, &report);
   if (ctx.Cancelled()) return core::JobStopped();
   if (!r.ok()) return r.status();

@@ -214,9 +214,9 @@ TEST(Dedup, WithoutItPicksDoIncludeDuplicates) {
   EXPECT_GE(pr.mm(pr.t()).triu(1).max().item<float>(), 0.95f);
 }
 
-TEST(Dedup, AMissedPairIsCaughtByTheExactCheck) {
-  // Two blobs (cells) and one near-duplicate pair straddling them: with one cell
-  // probed per row the search misses the pair; the check of the picks catches it.
+// Two blobs of 100 rows (around e0 and e1) and rows 200 and 201, a near-duplicate pair
+// straddling them: with 2 cells and 1 probe per row the search misses that pair.
+torch::Tensor StraddlingPair() {
   torch::manual_seed(5);
   const int64_t d = 8;
   torch::Tensor e = torch::eye(d);
@@ -224,7 +224,13 @@ TEST(Dedup, AMissedPairIsCaughtByTheExactCheck) {
   torch::Tensor b = e[1].unsqueeze(0) + 0.4 * torch::randn({100, d});
   torch::Tensor u = (1.05 * e[0] + e[1] + 0.1 * e[2]).unsqueeze(0);
   torch::Tensor v = (e[0] + 1.05 * e[1] - 0.1 * e[2]).unsqueeze(0);
-  torch::Tensor x = torch::cat({a, b, u, v}, 0);
+  return torch::cat({a, b, u, v}, 0);
+}
+
+TEST(Dedup, AMissedPairIsCaughtByTheExactCheck) {
+  // Two blobs (cells) and one near-duplicate pair straddling them: with one cell
+  // probed per row the search misses the pair; the check of the picks catches it.
+  torch::Tensor x = StraddlingPair();
   ASSERT_GE(Unit(x)[200].dot(Unit(x)[201]).item<float>(), 0.95f);
   DuplicateParameters p;
   p.threshold = 0.95;
@@ -250,14 +256,7 @@ TEST(Dedup, AMissedPairIsCaughtByTheExactCheck) {
 
 TEST(Dedup, WithOneRoundTheOffendersAreDropped) {
   // The set-up of AMissedPairIsCaughtByTheExactCheck, with no second run allowed.
-  torch::manual_seed(5);
-  const int64_t d = 8;
-  torch::Tensor e = torch::eye(d);
-  torch::Tensor a = e[0].unsqueeze(0) + 0.4 * torch::randn({100, d});
-  torch::Tensor b = e[1].unsqueeze(0) + 0.4 * torch::randn({100, d});
-  torch::Tensor u = (1.05 * e[0] + e[1] + 0.1 * e[2]).unsqueeze(0);
-  torch::Tensor v = (e[0] + 1.05 * e[1] - 0.1 * e[2]).unsqueeze(0);
-  torch::Tensor x = torch::cat({a, b, u, v}, 0);
+  torch::Tensor x = StraddlingPair();
   SelectOptions o;
   o.strategy = "random";
   o.budget = 202;
