@@ -51,6 +51,10 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
   dataset list | show NAME | delete NAME
   dataset items NAME [--out FILE|-]    (the item list for updp-embed-shard, JSON Lines)
   dataset attach-features NAME --from DIR [--async]   (updp-embed-shard output, in place)
+  dataset refresh NAME [--async]
+      rescan the dataset's directory or manifest: new files become new items (ids of
+      existing items never change), gone files are marked missing and never picked;
+      then `embed` embeds only the new items and `select --only-new` picks among them
   dataset duplicates NAME --threshold T [--features F] [--format text|csv|json]
                      [--out FILE|-] [--async]
       groups of near-duplicate items (cosine similarity >= T, e.g. 0.95), each led by
@@ -61,7 +65,8 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
   prompt list | export NAME --out FILE | import NAME FILE
   select DATASET --budget B --strategy S [--prompt P] [--rule kmeans|cluster-head]
          [--features F] [--seed N] [--labeled FILE [--strict-labeled]] [--dedup T]
-         [--out FILE|-] [--format F] [--wait]
+         [--only-new] [--out FILE|-] [--format F] [--wait]
+      --only-new: pick only among the items the newest `dataset refresh` added
       --dedup T: no two picks, nor a pick and a labeled item, with cosine similarity >= T
       --labeled: picks CSV/JSON written by updpctl, a Label Studio export of its tasks,
       a JSON list of ids, or text with one id (or /absolute/path) per line; ids that are
@@ -86,7 +91,7 @@ std::string Usage() {
   return u;
 }
 
-const std::set<std::string> kBoolFlags = {"wait", "help", "async", "strict-labeled"};
+const std::set<std::string> kBoolFlags = {"wait", "help", "async", "strict-labeled", "only-new"};
 
 struct Args {
   std::vector<std::string> pos;
@@ -173,7 +178,11 @@ std::string Need(const Args& a, size_t i, const char* what) {
 
 void PrintDataset(const v1::Dataset& d) {
   std::cout << d.name() << "  " << v1::SourceKind_Name(d.source_kind()) << "  " << d.source_path()
-            << "\n  items: " << d.num_items() << "  failed: " << d.num_failed() << "\n  features:";
+            << "\n  items: " << d.num_items() << "  failed: " << d.num_failed();
+  if (d.generation() > 0 || d.num_missing() > 0) {
+    std::cout << "  missing: " << d.num_missing() << "  generation: " << d.generation();
+  }
+  std::cout << "\n  features:";
   for (const auto& f : d.feature_sources()) std::cout << " " << f;
   std::cout << "\n";
   for (const auto& f : d.failed_items()) {
@@ -293,7 +302,35 @@ class Cli {
       return FollowThenShow(j.job_id(), req.dataset());
     }
     if (sub == "duplicates") return Duplicates(a);
+    if (sub == "refresh") return Refresh(a);
     Die("unknown dataset subcommand '" + sub + "'");
+  }
+
+  // dataset refresh NAME: a REFRESH job, followed (progress on stderr), then the
+  // dataset and what changed.
+  int Refresh(const Args& a) {
+    v1::RefreshDatasetRequest req;
+    req.set_name(Need(a, 2, "dataset NAME"));
+    grpc::ClientContext ctx;
+    v1::Job j;
+    if (auto s = stub_->RefreshDataset(&ctx, req, &j); !s.ok()) return Fail(s);
+    if (a.Has("async")) {
+      std::cout << j.job_id() << "\n";
+      return 0;
+    }
+    if (int rc = FollowThenShow(j.job_id(), req.name()); rc != 0) return rc;
+    grpc::ClientContext jctx;
+    v1::GetJobRequest jreq;
+    jreq.set_job_id(j.job_id());
+    v1::Job done;
+    if (auto s = stub_->GetJob(&jctx, jreq, &done); !s.ok()) return Fail(s);
+    const auto r = nlohmann::json::parse(done.result_json(), nullptr, false);
+    if (r.is_object()) {
+      std::cerr << "updpctl: " << r.value("added", 0) << " new item(s), "
+                << r.value("now_missing", 0) << " newly missing, " << r.value("found_again", 0)
+                << " found again (generation " << r.value("generation", 0) << ")\n";
+    }
+    return 0;
   }
 
   // dataset duplicates NAME --threshold T: a DUPLICATES job, followed (progress on
@@ -486,6 +523,7 @@ class Cli {
     const bool strict = a.Has("strict-labeled");
     req.set_strict_labeled(strict);
     req.set_dedup(Real(a, "dedup", 0));
+    req.set_only_new(a.Has("only-new"));
     if (a.Has("labeled")) {
       if (int rc = AddLabeled(a.Get("labeled"), strict, &req); rc != 0) return rc;
     }

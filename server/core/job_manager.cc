@@ -381,7 +381,7 @@ void JobManager::UpdateStateMetrics() {
   auto counts = store_->CountActiveJobs();
   if (!counts.ok()) return;
   for (JobKind k : {JobKind::kEmbed, JobKind::kLearnPrompt, JobKind::kSelect, JobKind::kRegister,
-                    JobKind::kDuplicates}) {
+                    JobKind::kDuplicates, JobKind::kRefresh}) {
     for (JobState s : {JobState::kQueued, JobState::kRunning}) {
       int n = 0;
       for (const auto& [ck, cs, cn] : *counts) {

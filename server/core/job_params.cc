@@ -20,6 +20,8 @@ const char* JobKindName(JobKind k) {
       return "REGISTER";
     case JobKind::kDuplicates:
       return "DUPLICATES";
+    case JobKind::kRefresh:
+      return "REFRESH";
     default:
       return "UNSPECIFIED";
   }
@@ -55,6 +57,7 @@ JobKind KindOf(const JobParams& p) {
   if (std::holds_alternative<SelectParams>(p)) return JobKind::kSelect;
   if (std::holds_alternative<RegisterParams>(p)) return JobKind::kRegister;
   if (std::holds_alternative<DuplicatesParams>(p)) return JobKind::kDuplicates;
+  if (std::holds_alternative<RefreshParams>(p)) return JobKind::kRefresh;
   return JobKind::kUnspecified;
 }
 
@@ -86,7 +89,9 @@ std::string ParamsToJson(const JobParams& p) {
          {"strict_labeled", s->strict_labeled},
          {"labeled_unknown", s->labeled_unknown},
          {"labeled_unknown_first", s->labeled_unknown_first},
-         {"dedup", s->dedup}};
+         {"dedup", s->dedup},
+         {"only_new", s->only_new},
+         {"min_generation", s->min_generation}};
   } else if (auto* d = std::get_if<DuplicatesParams>(&p)) {
     j = {{"threshold", d->threshold}, {"features", d->features}};
   } else if (auto* r = std::get_if<RegisterParams>(&p)) {
@@ -143,6 +148,8 @@ absl::StatusOr<JobParams> ParamsFromJson(JobKind kind, const std::string& text) 
         s.labeled_unknown = j.value("labeled_unknown", s.labeled_unknown);
         s.labeled_unknown_first = j.value("labeled_unknown_first", s.labeled_unknown_first);
         s.dedup = j.value("dedup", s.dedup);
+        s.only_new = j.value("only_new", s.only_new);
+        s.min_generation = j.value("min_generation", s.min_generation);
         return JobParams(s);
       }
       case JobKind::kDuplicates: {
@@ -151,6 +158,8 @@ absl::StatusOr<JobParams> ParamsFromJson(JobKind kind, const std::string& text) 
         d.features = j.value("features", d.features);
         return JobParams(d);
       }
+      case JobKind::kRefresh:
+        return JobParams(RefreshParams{});
       case JobKind::kRegister: {
         RegisterParams r;
         r.source_kind = SourceKindFromName(j.value("source", std::string()));

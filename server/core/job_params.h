@@ -18,7 +18,8 @@ enum class JobKind {
   kLearnPrompt = 2,
   kSelect = 3,
   kRegister = 4,
-  kDuplicates = 5
+  kDuplicates = 5,
+  kRefresh = 6
 };
 const char* JobKindName(JobKind k);
 
@@ -56,6 +57,10 @@ struct SelectParams {
   int64_t labeled_unknown = 0;                     // stored: how many given ids were not items
   std::vector<std::string> labeled_unknown_first;  // stored: the first ten of them
   double dedup = 0;  // > 0: no two picks (nor a pick and a labeled item) this similar
+  // Only items added by a refresh of at least this generation are candidates (0 = all).
+  // only_new asks for the newest refresh's items: stored resolved into min_generation.
+  bool only_new = false;
+  int64_t min_generation = 0;
 };
 
 struct DuplicatesParams {
@@ -74,8 +79,12 @@ struct RegisterParams {
   int64_t chunk_size = 1024;  // items per feature chunk, fixed at registration
 };
 
+// A rescan of an images/manifest dataset's source (the job's dataset): new files become
+// new items, vanished ones are marked missing.
+struct RefreshParams {};
+
 using JobParams = std::variant<std::monostate, EmbedParams, LearnPromptParams, SelectParams,
-                               RegisterParams, DuplicatesParams>;
+                               RegisterParams, DuplicatesParams, RefreshParams>;
 
 JobKind KindOf(const JobParams& p);
 std::string ParamsToJson(const JobParams& p);

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/core/names.h"
 #include "server/core/registration.h"
+#include "server/core/registration_progress.h"
 #include "server/core/server_core.h"
 
 namespace updp::core {
@@ -45,38 +46,6 @@ bool InDir(const std::string& dir, const std::string& path) {
 }
 
 }  // namespace
-
-// Publishes a stage's progress with its rate since the stage began.
-class RegistrationProgress {
- public:
-  explicit RegistrationProgress(JobContext& ctx) : ctx_(ctx) {}
-  // False once the job is asked to stop.
-  bool Report(const char* stage, int64_t done, int64_t total) {
-    const auto now = std::chrono::steady_clock::now();
-    if (stage_ != stage) {
-      stage_ = stage;
-      start_ = now;
-    }
-    const double seconds = std::chrono::duration<double>(now - start_).count();
-    Progress p;
-    p.stage = stage_;
-    p.done = done;
-    p.total = total;
-    p.rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
-    ctx_.SetProgress(p);
-    return !ctx_.Cancelled();
-  }
-  ListProgress AsListProgress() {
-    return [this](const char* stage, int64_t done, int64_t total) {
-      return Report(stage, done, total);
-    };
-  }
-
- private:
-  JobContext& ctx_;
-  std::string stage_;
-  std::chrono::steady_clock::time_point start_;
-};
 
 absl::StatusOr<Registration> ServerCore::StartRegistration(const std::string& name, SourceKind kind,
                                                            const std::string& path,

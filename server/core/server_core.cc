@@ -72,6 +72,9 @@ absl::StatusOr<std::unique_ptr<ServerCore>> ServerCore::Create(const ServerOptio
   ServerCore* core = c.get();
   c->jobs_->RegisterKind(JobKind::kRegister, Lane::kIo,
                          [core](JobContext& ctx) { return core->RunRegistration(ctx); });
+  // A refresh lists files like a registration: the same lane.
+  c->jobs_->RegisterKind(JobKind::kRefresh, Lane::kIo,
+                         [core](JobContext& ctx) { return core->RunRefresh(ctx); });
   return c;
 }
 
@@ -133,6 +136,12 @@ absl::Status ServerCore::Recover() {
               << "': " << (registering ? "registration" : "deletion")
               << " left unfinished by a stopped server was "
               << (registering ? "rolled back" : "completed") << "\n";
+  }
+  // Items a refresh appended but did not commit before the process stopped.
+  auto ready = store_->ListDatasets();
+  if (!ready.ok()) return ready.status();
+  for (const auto& d : *ready) {
+    if (auto s = store_->DropUncommittedItems(d.name); !s.ok()) return s;
   }
   // Prompt files written by a job or import that stopped before its commit.
   auto prompts = store_->ListPrompts();
@@ -332,15 +341,27 @@ absl::Status ServerCore::ResolveFeatures(const DatasetInfo& d, std::string* feat
     return absl::FailedPreconditionError(
         absl::StrCat("features: dataset '", d.name, "' has no feature source ", Quote(*features)));
   }
-  if (*features == kImageFeatures) {
-    // Image features must be complete: an EMBED job may still be filling chunks.
+  if (*features != kUserEmbeddings) {
+    // Model features must be complete: an EMBED job may still be filling chunks, or a
+    // refresh may have added items that have none yet.
     auto chunks = store_->FeatureChunks(d.name, *features);
     if (!chunks.ok()) return chunks.status();
-    const int64_t expected = (d.num_items + d.chunk_size - 1) / d.chunk_size;
-    if (static_cast<int64_t>(chunks->size()) < expected) {
+    const int64_t cs = std::max<int64_t>(1, d.chunk_size);
+    const int64_t expected = (d.num_items + cs - 1) / cs;
+    int64_t complete = 0;
+    for (const auto& c : *chunks)
+      complete += c.chunk < expected && ChunkComplete(c, d.num_items, cs);
+    if (complete < expected) {
+      if (*features == kImageFeatures) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("features: image features of '", d.name, "' are incomplete (", complete,
+                         " of ", expected,
+                         " chunks); run or resume StartEmbedding (after a refresh it embeds only "
+                         "the new items)"));
+      }
       return absl::FailedPreconditionError(absl::StrCat(
-          "features: image features of '", d.name, "' are incomplete (", chunks->size(), " of ",
-          expected, " chunks); finish or resume the EMBED job"));
+          "features: ", Quote(*features), " of '", d.name, "' do not cover every item (", complete,
+          " of ", expected, " chunks); a updp selection with the prompt extracts them"));
     }
   }
   return absl::OkStatus();
@@ -386,6 +407,21 @@ absl::StatusOr<JobInfo> ServerCore::Select(const std::string& dataset, SelectPar
   if (!(p.dedup >= 0 && p.dedup <= 1)) {  // NaN too
     return absl::InvalidArgumentError(
         absl::StrCat("dedup: ", p.dedup, " is not a cosine similarity in (0, 1] (0 = off)"));
+  }
+  if (p.only_new) {
+    // The items the newest refresh added; stored resolved, so that the job means the
+    // same whenever it runs.
+    if (d->generation == 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("only_new: no refresh has added items to '", dataset,
+                       "' since it was registered; add files and run RefreshDataset first"));
+    }
+    p.min_generation = d->generation;
+  }
+  if (p.min_generation < 0 || p.min_generation > d->generation) {
+    return absl::InvalidArgumentError(absl::StrCat("min_generation: ", p.min_generation,
+                                                   " is not a generation of '", dataset, "' (0..",
+                                                   d->generation, ")"));
   }
   if (p.labeled_ids.size() > kMaxLabeledIds) {
     return absl::InvalidArgumentError(

@@ -6,6 +6,8 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -57,7 +59,7 @@ struct Registration {
   JobInfo job;
 };
 
-class RegistrationProgress;  // registration_job.cc
+class RegistrationProgress;  // registration_progress.h
 
 struct SelectionPage {
   std::vector<SelectionRow> items;
@@ -124,6 +126,9 @@ class ServerCore {
                                                        const std::string& ids_path);
   // Where uploads write their temporary files (emptied at start-up).
   std::string UploadDir() const { return options_.data_dir + "/uploads"; }
+  // Queues a REFRESH job (server/core/refresh_job.cc) that rescans an images or
+  // manifest dataset's source: new files become new items, gone ones missing.
+  absl::StatusOr<JobInfo> StartRefresh(const std::string& dataset);
   absl::StatusOr<DatasetInfo> GetDataset(const std::string& name);
   absl::StatusOr<std::vector<DatasetInfo>> ListDatasets();
   // Removes the dataset's rows, features, jobs, selections and job folders.
@@ -191,6 +196,9 @@ class ServerCore {
   absl::Status RegisterList(JobContext& ctx, RegistrationProgress& progress, const ItemList& list);
   // A .npy streamed into feature chunks, its items written in batches.
   absl::Status RegisterEmbeddings(JobContext& ctx, RegistrationProgress& progress);
+  // The REFRESH job body (one per dataset at a time), and its work.
+  absl::Status RunRefresh(JobContext& ctx);
+  absl::Status Refresh(JobContext& ctx);
   // Queues the REGISTER job; the caller checked the name and the paths.
   absl::StatusOr<Registration> QueueRegistration(const std::string& name, SourceKind kind,
                                                  const std::string& path,
@@ -213,6 +221,8 @@ class ServerCore {
   std::unique_ptr<JobManager> jobs_;
   Engine* engine_ = nullptr;
   std::function<void(const std::string&)> registration_hook_;
+  std::mutex refresh_mu_;
+  std::set<std::string> refreshing_;  // datasets a REFRESH job is working on
 };
 
 // Feature source names.

@@ -101,6 +101,18 @@ CREATE INDEX jobs_state ON jobs(state);
 ALTER TABLE datasets ADD COLUMN registration_job TEXT NOT NULL DEFAULT '';
 ALTER TABLE jobs ADD COLUMN error_code INTEGER NOT NULL DEFAULT 0;
 )sql",
+    // 4: growing datasets: items carry the refresh that added them and a missing flag;
+    // a feature chunk records where the items it accounts for end (so that a chunk
+    // a refresh added items to is known to be short of them).
+    R"sql(
+ALTER TABLE items ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE items ADD COLUMN missing INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE datasets ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE datasets ADD COLUMN num_missing INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE feature_chunks ADD COLUMN end_idx INTEGER NOT NULL DEFAULT -1;
+UPDATE feature_chunks SET end_idx = (SELECT MIN((feature_chunks.chunk + 1) * d.chunk_size,
+  d.num_items) FROM datasets d WHERE d.name = feature_chunks.dataset);
+)sql",
 };
 static_assert(sizeof(kMigrations) / sizeof(kMigrations[0]) == Store::kSchemaVersion);
 
@@ -182,6 +194,12 @@ absl::StatusOr<std::vector<std::string>> FirstColumn(sqlite3* db, Stmt& s, const
   return out;
 }
 
+constexpr const char* kItemCols = "idx, item_id, path, generation, missing";
+
+ItemRow ReadItem(Stmt& s) {
+  return ItemRow{s.Int(0), s.Text(1), s.Text(2), s.Int(3), s.Int(4) != 0};
+}
+
 absl::Status Exec(sqlite3* db, const std::string& sql) {
   char* err = nullptr;
   if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) {
@@ -235,7 +253,7 @@ PromptInfo ReadPrompt(Stmt& s) {
 absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
   Stmt s(db,
          "SELECT name, source_kind, source_path, num_items, created_ms, chunk_size, "
-         "registration_job FROM datasets WHERE name=? AND state=1;");
+         "registration_job, generation, num_missing FROM datasets WHERE name=? AND state=1;");
   s.Bind(1, name);
   int rc = s.Step();
   if (rc == SQLITE_DONE)
@@ -249,6 +267,8 @@ absl::StatusOr<DatasetInfo> ReadDataset(sqlite3* db, const std::string& name) {
   d.created_ms = s.Int(4);
   d.chunk_size = s.Int(5);
   d.registration_job_id = s.Text(6);
+  d.generation = s.Int(7);
+  d.num_missing = s.Int(8);
   Stmt c(db, "SELECT COUNT(*) FROM failed_items WHERE dataset=?;");
   c.Bind(1, name);
   if (c.Step() != SQLITE_ROW) return SqlError(db, "count failed items");
@@ -499,9 +519,16 @@ absl::Status Store::AddItems(const std::string& dataset, const std::vector<ItemR
   for (size_t begin = 0; begin < items.size(); begin += kInsertBatch) {
     Tx tx(this);
     if (!tx.status().ok()) return tx.status();
-    Stmt it(db_, "INSERT INTO items(dataset, idx, item_id, path) VALUES(?,?,?,?);");
+    Stmt it(db_,
+            "INSERT INTO items(dataset, idx, item_id, path, generation, missing) "
+            "VALUES(?,?,?,?,?,?);");
     for (size_t i = begin; i < std::min(items.size(), begin + kInsertBatch); ++i) {
-      it.Bind(1, dataset).Bind(2, items[i].idx).Bind(3, items[i].item_id).Bind(4, items[i].path);
+      it.Bind(1, dataset)
+          .Bind(2, items[i].idx)
+          .Bind(3, items[i].item_id)
+          .Bind(4, items[i].path)
+          .Bind(5, items[i].generation)
+          .Bind(6, static_cast<int64_t>(items[i].missing));
       if (it.Step() != SQLITE_DONE) {
         if (sqlite3_extended_errcode(db_) == SQLITE_CONSTRAINT_UNIQUE &&
             std::strstr(sqlite3_errmsg(db_), "item_id") != nullptr) {
@@ -633,6 +660,75 @@ absl::StatusOr<std::vector<std::string>> Store::JobIdsOf(const std::string& data
   return FirstColumn(r.db(), s, "list job ids");
 }
 
+absl::Status Store::DropUncommittedItems(const std::string& dataset) {
+  while (true) {
+    Tx tx(this);
+    if (!tx.status().ok()) return tx.status();
+    Stmt d(db_, absl::StrCat("DELETE FROM items WHERE rowid IN (SELECT rowid FROM items WHERE "
+                             "dataset=?1 AND idx >= (SELECT num_items FROM datasets WHERE "
+                             "name=?1 AND state=1) LIMIT ",
+                             kInsertBatch, ");"));
+    d.Bind(1, dataset);
+    if (auto s = d.Run("drop uncommitted items"); !s.ok()) return s;
+    const int n = sqlite3_changes(db_);
+    if (auto s = tx.Commit(); !s.ok()) return s;
+    if (n == 0) return absl::OkStatus();
+  }
+}
+
+absl::Status Store::CommitRefresh(const std::string& dataset, const RefreshCommit& c) {
+  Tx tx(this);
+  if (!tx.status().ok()) return tx.status();
+  Stmt q(db_, "SELECT num_items, generation FROM datasets WHERE name=? AND state=1;");
+  q.Bind(1, dataset);
+  int rc = q.Step();
+  if (rc == SQLITE_DONE) {
+    return absl::NotFoundError(absl::StrCat("dataset: ", Quote(dataset), " not found"));
+  }
+  if (rc != SQLITE_ROW) return SqlError(db_, "look up dataset");
+  if (q.Int(0) != c.expected_items || q.Int(1) != c.expected_generation) {
+    return absl::AbortedError(
+        absl::StrCat("dataset ", Quote(dataset), " changed while it was rescanned; refresh again"));
+  }
+  const bool grew = c.num_items > c.expected_items;
+  for (const auto& [rows, flag] : {std::pair{&c.now_missing, 1}, std::pair{&c.found_again, 0}}) {
+    Stmt m(db_, "UPDATE items SET missing=? WHERE dataset=? AND idx=?;");
+    for (int64_t idx : *rows) {
+      m.Bind(1, flag).Bind(2, dataset).Bind(3, idx);
+      if (auto s = m.Run("mark missing items"); !s.ok()) return s;
+      m.Reset();
+    }
+  }
+  Stmt forget(db_, "DELETE FROM failed_items WHERE dataset=? AND item_id=?;");
+  for (const auto& id : c.now_items) {
+    forget.Bind(1, dataset).Bind(2, id);
+    if (auto s = forget.Run("forget failed item"); !s.ok()) return s;
+    forget.Reset();
+  }
+  if (auto s = InsertFailedItems(dataset, c.failed); !s.ok()) return s;
+  Stmt up(db_,
+          "UPDATE datasets SET num_items=?1, generation=generation+?2, num_missing=(SELECT "
+          "COUNT(*) FROM items WHERE dataset=?3 AND missing=1 AND idx < ?1) WHERE name=?3;");
+  up.Bind(1, c.num_items).Bind(2, static_cast<int64_t>(grew)).Bind(3, dataset);
+  if (auto s = up.Run("commit refresh"); !s.ok()) return s;
+  return tx.Commit();
+}
+
+absl::StatusOr<std::vector<int64_t>> Store::ExcludedItems(const std::string& dataset,
+                                                          int64_t min_generation) {
+  ReadLease r(this);
+  if (!r.status().ok()) return r.status();
+  Stmt s(r.db(),
+         "SELECT idx FROM items WHERE dataset=?1 AND idx < (SELECT num_items FROM datasets WHERE "
+         "name=?1) AND (missing=1 OR generation < ?2) ORDER BY idx;");
+  s.Bind(1, dataset).Bind(2, min_generation);
+  std::vector<int64_t> out;
+  int rc;
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(s.Int(0));
+  if (rc != SQLITE_DONE) return SqlError(r.db(), "read excluded items");
+  return out;
+}
+
 absl::StatusOr<DatasetInfo> Store::GetDataset(const std::string& name) {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
@@ -658,10 +754,10 @@ absl::StatusOr<std::vector<ItemRow>> Store::Items(const std::string& dataset) {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
   std::vector<ItemRow> out;
-  Stmt s(r.db(), "SELECT idx, item_id, path FROM items WHERE dataset=? ORDER BY idx;");
+  Stmt s(r.db(), absl::StrCat("SELECT ", kItemCols, " FROM items WHERE dataset=? ORDER BY idx;"));
   s.Bind(1, dataset);
   int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), s.Text(1), s.Text(2)});
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadItem(s));
   if (rc != SQLITE_DONE) return SqlError(r.db(), "read items");
   return out;
 }
@@ -672,11 +768,11 @@ absl::StatusOr<std::vector<ItemRow>> Store::ItemsRange(const std::string& datase
   if (!r.status().ok()) return r.status();
   std::vector<ItemRow> out;
   if (end > begin) out.reserve(static_cast<size_t>(std::min<int64_t>(end - begin, 1 << 16)));
-  Stmt s(r.db(),
-         "SELECT idx, item_id, path FROM items WHERE dataset=? AND idx>=? AND idx<? ORDER BY idx;");
+  Stmt s(r.db(), absl::StrCat("SELECT ", kItemCols,
+                              " FROM items WHERE dataset=? AND idx>=? AND idx<? ORDER BY idx;"));
   s.Bind(1, dataset).Bind(2, begin).Bind(3, end);
   int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), s.Text(1), s.Text(2)});
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back(ReadItem(s));
   if (rc != SQLITE_DONE) return SqlError(r.db(), "read items");
   return out;
 }
@@ -685,7 +781,7 @@ absl::StatusOr<std::vector<ItemRow>> Store::ItemsAt(const std::string& dataset,
                                                     const std::vector<int64_t>& idx) {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
-  Stmt s(r.db(), absl::StrCat("SELECT idx, item_id, path FROM items WHERE dataset=?1 AND idx IN (",
+  Stmt s(r.db(), absl::StrCat("SELECT ", kItemCols, " FROM items WHERE dataset=?1 AND idx IN (",
                               Placeholders(kLookupBatch), ");"));
   std::vector<ItemRow> out;
   out.reserve(idx.size());
@@ -701,7 +797,7 @@ absl::StatusOr<std::vector<ItemRow>> Store::ItemsAt(const std::string& dataset,
     found.clear();
     int rc;
     while ((rc = s.Step()) == SQLITE_ROW) {
-      found.emplace(s.Int(0), ItemRow{s.Int(0), s.Text(1), s.Text(2)});
+      found.emplace(s.Int(0), ReadItem(s));
     }
     if (rc != SQLITE_DONE) return SqlError(r.db(), "read items");
     for (size_t i = begin; i < end; ++i) {
@@ -720,7 +816,9 @@ absl::StatusOr<std::vector<std::pair<std::string, int64_t>>> Store::FindItemIds(
     const std::string& dataset, const std::vector<std::string>& ids) {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
-  Stmt s(r.db(), absl::StrCat("SELECT item_id, idx FROM items WHERE dataset=?1 AND item_id IN (",
+  // Items a refresh is still appending (idx >= num_items) are not items yet.
+  Stmt s(r.db(), absl::StrCat("SELECT item_id, idx FROM items WHERE dataset=?1 AND idx < (SELECT "
+                              "num_items FROM datasets WHERE name=?1) AND item_id IN (",
                               Placeholders(kLookupBatch), ");"));
   std::vector<std::pair<std::string, int64_t>> out;
   std::unordered_map<std::string, int64_t> found;
@@ -748,7 +846,9 @@ absl::StatusOr<std::vector<std::string>> Store::UnknownItemIds(const std::string
                                                                size_t max) {
   ReadLease r(this);
   if (!r.status().ok()) return r.status();
-  Stmt s(r.db(), "SELECT 1 FROM items WHERE dataset=? AND item_id=?;");
+  Stmt s(r.db(),
+         "SELECT 1 FROM items WHERE dataset=?1 AND item_id=?2 AND idx < (SELECT num_items FROM "
+         "datasets WHERE name=?1);");
   std::vector<std::string> unknown;
   for (const auto& id : ids) {
     s.Bind(1, dataset).Bind(2, id);
@@ -800,15 +900,18 @@ absl::Status Store::AttachFeatureChunks(const std::string& dataset, const std::s
 
 absl::Status Store::InsertFeatureChunks(const std::string& dataset, const std::string& source,
                                         const std::vector<FeatureChunk>& chunks) {
+  // end -1: the chunk's items as the dataset has them now.
   Stmt c(db_,
-         "INSERT OR REPLACE INTO feature_chunks(dataset, source, chunk, count, path) "
-         "VALUES(?,?,?,?,?);");
+         "INSERT OR REPLACE INTO feature_chunks(dataset, source, chunk, count, path, end_idx) "
+         "VALUES(?1,?2,?3,?4,?5,CASE WHEN ?6 >= 0 THEN ?6 ELSE (SELECT MIN((?3 + 1) * "
+         "chunk_size, num_items) FROM datasets WHERE name=?1) END);");
   for (const FeatureChunk& chunk : chunks) {
     c.Bind(1, dataset)
         .Bind(2, source)
         .Bind(3, chunk.chunk)
         .Bind(4, chunk.count)
-        .Bind(5, chunk.path);
+        .Bind(5, chunk.path)
+        .Bind(6, chunk.end);
     if (auto s = c.Run("insert feature chunk"); !s.ok()) return s;
     c.Reset();
   }
@@ -834,10 +937,11 @@ absl::StatusOr<std::vector<FeatureChunk>> Store::FeatureChunks(const std::string
   std::vector<FeatureChunk> out;
   Stmt s(
       r.db(),
-      "SELECT chunk, count, path FROM feature_chunks WHERE dataset=? AND source=? ORDER BY chunk;");
+      "SELECT chunk, count, path, end_idx FROM feature_chunks WHERE dataset=? AND source=? ORDER "
+      "BY chunk;");
   s.Bind(1, dataset).Bind(2, source);
   int rc;
-  while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), s.Int(1), s.Text(2)});
+  while ((rc = s.Step()) == SQLITE_ROW) out.push_back({s.Int(0), s.Int(1), s.Text(2), s.Int(3)});
   if (rc != SQLITE_DONE) return SqlError(r.db(), "read feature chunks");
   return out;
 }
@@ -931,6 +1035,16 @@ absl::StatusOr<JobInfo> Store::CreateJob(const std::string& dataset, const JobPa
       return absl::FailedPreconditionError(
           absl::StrCat("dataset: ", Quote(dataset), " is being deleted"));
     }
+  }
+  if (std::holds_alternative<RefreshParams>(params)) {
+    Stmt busy(db_, "SELECT id FROM jobs WHERE dataset=? AND kind=? AND state IN (1, 2) LIMIT 1;");
+    busy.Bind(1, dataset).Bind(2, static_cast<int64_t>(JobKind::kRefresh));
+    const int rc = busy.Step();
+    if (rc == SQLITE_ROW) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "name: dataset ", Quote(dataset), " is already being refreshed (", busy.Text(0), ")"));
+    }
+    if (rc != SQLITE_DONE) return SqlError(db_, "look up refresh jobs");
   }
   int64_t seq = 1;
   {

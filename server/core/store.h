@@ -36,7 +36,7 @@ struct UnfinishedDataset {
 
 class Store {
  public:
-  static constexpr int kSchemaVersion = 3;
+  static constexpr int kSchemaVersion = 4;
 
   // Opens (creating and migrating) data_dir/updp.db.
   static absl::StatusOr<std::unique_ptr<Store>> Open(const std::string& data_dir);
@@ -70,6 +70,33 @@ class Store {
   // Datasets left REGISTERING or DELETING by a stopped process.
   absl::StatusOr<std::vector<UnfinishedDataset>> UnfinishedDatasets();
   absl::StatusOr<std::vector<std::string>> JobIdsOf(const std::string& dataset);
+
+  // --- Refresh (a grown or shrunk source). New items are appended with AddItems at
+  // idx >= num_items, where no reader looks, then CommitRefresh makes them items.
+  // Items a refresh appended but never committed (it failed, or the process died):
+  // removed, in short transactions.
+  absl::Status DropUncommittedItems(const std::string& dataset);
+  // One transaction: checks that the dataset still has `expected_items` items and
+  // generation `expected_generation` (ABORTED otherwise: it changed meanwhile), then
+  // sets num_items to `num_items` (the appended items become items of generation
+  // expected_generation + 1, which becomes the dataset's when any were appended),
+  // marks the items at `now_missing` missing and those at `found_again` not, records
+  // `failed` (entries the listing could not use) and forgets the failed rows of ids
+  // that are now items (`now_items`).
+  struct RefreshCommit {
+    int64_t expected_items = 0;
+    int64_t expected_generation = 0;
+    int64_t num_items = 0;
+    std::vector<int64_t> now_missing;
+    std::vector<int64_t> found_again;
+    std::vector<FailedItemRow> failed;
+    std::vector<std::string> now_items;
+  };
+  absl::Status CommitRefresh(const std::string& dataset, const RefreshCommit& c);
+  // The idx of items never to pick: missing ones, and with min_generation > 0 those
+  // added before that generation. Ascending.
+  absl::StatusOr<std::vector<int64_t>> ExcludedItems(const std::string& dataset,
+                                                     int64_t min_generation);
 
   // READY datasets only.
   absl::StatusOr<DatasetInfo> GetDataset(const std::string& name);

@@ -36,6 +36,10 @@ struct ItemRow {
   int64_t idx = 0;
   std::string item_id;
   std::string path;  // absolute, empty for embeddings
+  // The refresh that added the item (0: the registration), and whether the last
+  // refresh found its file gone (a missing item is never picked).
+  int64_t generation = 0;
+  bool missing = false;
 };
 
 struct FailedItemRow {
@@ -65,6 +69,10 @@ struct DatasetInfo {
   // The REGISTER job that reserved the name and fills the dataset (empty for datasets
   // registered before registration was a job).
   std::string registration_job_id;
+  // How many refreshes added items (items of the newest have this generation), and the
+  // items whose files the last refresh did not find.
+  int64_t generation = 0;
+  int64_t num_missing = 0;
 };
 
 struct Progress {
@@ -98,7 +106,21 @@ struct FeatureChunk {
   int64_t chunk = 0;
   int64_t count = 0;  // rows in the file
   std::string path;   // safetensors file with "features" [n,D] and "index" [n]
+  // The items the chunk accounts for end here (its rows plus failed items cover
+  // [chunk * chunk_size, end)). A refresh that adds items to a partly filled last chunk
+  // leaves it short of the dataset's items: EMBED then embeds only the rest. -1 when
+  // written: the store takes the dataset's item count at that moment.
+  int64_t end = -1;
 };
+
+// Where the items of chunk `chunk` end in a dataset of n items and chunk size cs; a
+// chunk that accounts for items up to there is complete.
+inline int64_t ChunkEnd(int64_t chunk, int64_t n, int64_t cs) {
+  return (chunk + 1) * cs < n ? (chunk + 1) * cs : n;
+}
+inline bool ChunkComplete(const FeatureChunk& c, int64_t n, int64_t cs) {
+  return c.end >= ChunkEnd(c.chunk, n, cs);
+}
 
 struct SelectionRow {
   int64_t rank = 0;

@@ -167,7 +167,7 @@ absl::Status ModelEngine::RunAttach(JobContext& ctx) {
                                             ") has no feature row and is not listed as failed"));
       }
     }
-    rows.push_back({c, s->rows, *dir + "/" + chunk_name});
+    rows.push_back({c, s->rows, *dir + "/" + chunk_name, end});
     feature_rows += s->rows;
     pr.done = end;
     ctx.SetProgress(pr);

@@ -60,6 +60,29 @@ absl::StatusOr<OpenedFeatures> OpenFeatures(const std::vector<core::FeatureChunk
   return OpenedFeatures{std::move(*source), std::move(item_of_row)};
 }
 
+absl::StatusOr<ChunkRows> ReadChunkRows(const core::FeatureChunk& chunk, int64_t end) {
+  auto f = model::SafetensorsFile::Open(chunk.path);
+  if (!f.ok()) return absl::DataLossError(absl::StrCat("feature chunk: ", f.status().message()));
+  auto features = (*f)->Get("features", torch::kFloat16);
+  auto idx = (*f)->Get("index", torch::kLong);
+  if (!features.ok() || !idx.ok() || features->dim() != 2 || idx->dim() != 1 ||
+      idx->size(0) != features->size(0)) {
+    return absl::DataLossError(absl::StrCat(chunk.path, ": not a feature chunk"));
+  }
+  ChunkRows out;
+  std::vector<int64_t> keep;
+  const int64_t* a = idx->data_ptr<int64_t>();
+  for (int64_t i = 0; i < idx->size(0); ++i) {
+    // A file rewritten by a run that stopped before its store row may hold more.
+    if (a[i] < end) {
+      keep.push_back(i);
+      out.index.push_back(a[i]);
+    }
+  }
+  out.features = features->index_select(0, torch::tensor(keep, torch::kLong)).contiguous();
+  return out;
+}
+
 absl::StatusOr<std::string> WriteChunk(const std::string& dir, int64_t chunk,
                                        const torch::Tensor& features,
                                        const std::vector<int64_t>& index) {

@@ -28,6 +28,14 @@ struct OpenedFeatures {
 absl::StatusOr<OpenedFeatures> OpenFeatures(const std::vector<core::FeatureChunk>& chunks,
                                             int64_t num_items);
 
+// The rows of a stored chunk whose item index is below `end` (float16 [m, D]) and
+// their indexes: what a chunk a refresh grew keeps of its old self.
+struct ChunkRows {
+  torch::Tensor features;
+  std::vector<int64_t> index;
+};
+absl::StatusOr<ChunkRows> ReadChunkRows(const core::FeatureChunk& chunk, int64_t end);
+
 // Writes dir/ChunkName(chunk) (float16 features) and returns its path.
 absl::StatusOr<std::string> WriteChunk(const std::string& dir, int64_t chunk,
                                        const torch::Tensor& features,

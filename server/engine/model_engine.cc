@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <filesystem>
+#include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -186,10 +188,19 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
   const int64_t chunks = (n + chunk_size - 1) / chunk_size;
   auto existing = store.FeatureChunks(job.dataset, core::kImageFeatures);
   if (!existing.ok()) return existing.status();
+  // A chunk is done when it accounts for all its items; one that a refresh added items
+  // to keeps its stored rows and embeds only the rest.
   std::set<int64_t> done;
-  for (const auto& c : *existing) done.insert(c.chunk);
+  std::map<int64_t, core::FeatureChunk> partial;
+  for (const auto& c : *existing) {
+    if (core::ChunkComplete(c, n, chunk_size)) {
+      done.insert(c.chunk);
+    } else if (c.end > c.chunk * chunk_size) {
+      partial[c.chunk] = c;
+    }
+  }
   const auto start = std::chrono::steady_clock::now();
-  int64_t computed = 0, processed = 0, failed_total = 0, embedded = 0;
+  int64_t computed = 0, processed = 0, failed_total = 0, embedded = 0, reused_rows = 0;
   Progress pr;
   pr.stage = "embed";
   pr.total = n;
@@ -199,11 +210,23 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
     if (done.count(c)) continue;
     if (ctx.Cancelled()) return core::JobStopped();
     const int64_t begin = c * chunk_size, end = std::min(n, begin + chunk_size);
-    auto page = store.ItemsRange(job.dataset, begin, end);
+    // What the chunk already holds (items [begin, from)), if it is one a refresh grew.
+    int64_t from = begin;
+    ChunkRows kept;
+    if (auto it = partial.find(c); it != partial.end()) {
+      auto rows = ReadChunkRows(it->second, it->second.end);
+      if (rows.ok()) {
+        kept = std::move(*rows);
+        from = it->second.end;
+      } else {  // unreadable: embedded again whole
+        std::cerr << "updp-server: " << rows.status() << "; embedding chunk " << c << " again\n";
+      }
+    }
+    auto page = store.ItemsRange(job.dataset, from, end);
     if (!page.ok()) return page.status();
-    const std::vector<core::ItemRow>& items = *page;  // items[i] has idx begin + i
-    if (static_cast<int64_t>(items.size()) != end - begin) {
-      return absl::DataLossError(absl::StrCat("dataset '", job.dataset, "': items ", begin, "..",
+    const std::vector<core::ItemRow>& items = *page;  // items[i] has idx from + i
+    if (static_cast<int64_t>(items.size()) != end - from) {
+      return absl::DataLossError(absl::StrCat("dataset '", job.dataset, "': items ", from, "..",
                                               end - 1, " are not all stored"));
     }
     std::vector<std::string> paths;
@@ -229,8 +252,8 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
           ctx.SetProgress(pr);
         });
     if (enc.cancelled) return core::JobStopped();  // the partial chunk is dropped
-    std::vector<int64_t> index;
-    for (int i : enc.ok) index.push_back(begin + i);
+    std::vector<int64_t> index = kept.index;
+    for (int i : enc.ok) index.push_back(from + i);
     std::vector<FailedItemRow> failed;
     for (auto& [i, err] : enc.errors) {
       failed.push_back({items[i].item_id, items[i].path, err});
@@ -238,19 +261,26 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
     if (!failed.empty()) {
       if (auto s = store.AddFailedItems(job.dataset, failed); !s.ok()) return s;
     }
-    auto path = WriteChunk(*dir, c, enc.features, index);
+    torch::Tensor features = enc.features;
+    if (kept.features.defined() && kept.features.size(0) > 0) {
+      features = enc.features.defined() && enc.features.size(0) > 0
+                     ? torch::cat({kept.features, enc.features.to(torch::kCPU, torch::kFloat16)})
+                     : kept.features;
+    }
+    auto path = WriteChunk(*dir, c, features, index);
     if (!path.ok()) return path.status();
     // The store row is the commit point: a chunk file without a row is rewritten.
     if (auto s = store.AddFeatureChunk(job.dataset, core::kImageFeatures,
-                                       {c, static_cast<int64_t>(index.size()), *path});
+                                       {c, static_cast<int64_t>(index.size()), *path, end});
         !s.ok()) {
       return s;
     }
     ++computed;
-    processed += end - begin;
-    embedded += static_cast<int64_t>(index.size());
+    processed += end - from;
+    reused_rows += static_cast<int64_t>(kept.index.size());
+    embedded += static_cast<int64_t>(enc.ok.size());
     failed_total += static_cast<int64_t>(failed.size());
-    pr.done = base_done + (end - begin);
+    pr.done = base_done + (end - from);
     ctx.SetProgress(pr);  // a checkpoint: this chunk is committed
   }
   if (metrics) metrics->embedding_rate->Set(0);
@@ -262,6 +292,7 @@ absl::Status ModelEngine::RunEmbed(JobContext& ctx) {
                      {"chunks_reused", chunks - computed},
                      {"embedded_this_run", embedded},
                      {"failed_this_run", failed_total},
+                     {"rows_kept", reused_rows},
                      {"seconds", Seconds(start)}}
                     .dump());
   return absl::OkStatus();

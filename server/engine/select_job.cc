@@ -49,13 +49,18 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
   if (!info.ok()) return info.status();
   const int64_t n = info->num_items, cs = std::max<int64_t>(1, info->chunk_size);
   const int64_t chunks = (n + cs - 1) / cs;
+  // Complete chunks only: one a refresh added items to is extracted again, whole.
   std::set<int64_t> have_prompt, have_image;
   auto pc = store.FeatureChunks(dataset, source);
   if (!pc.ok()) return pc.status();
-  for (const auto& c : *pc) have_prompt.insert(c.chunk);
+  for (const auto& c : *pc) {
+    if (core::ChunkComplete(c, n, cs)) have_prompt.insert(c.chunk);
+  }
   auto ic = store.FeatureChunks(dataset, core::kImageFeatures);
   if (!ic.ok()) return ic.status();
-  for (const auto& c : *ic) have_image.insert(c.chunk);
+  for (const auto& c : *ic) {
+    if (core::ChunkComplete(c, n, cs)) have_image.insert(c.chunk);
+  }
   Progress pr;
   pr.stage = "prompt-features";
   pr.total = n;
@@ -107,15 +112,15 @@ absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::stri
           WriteChunk(*image_dir, c, cat(image, model_->config().image_text_hidden_size), index);
       if (!path.ok()) return path.status();
       if (auto s = store.AddFeatureChunk(dataset, core::kImageFeatures,
-                                         {c, static_cast<int64_t>(index.size()), *path});
+                                         {c, static_cast<int64_t>(index.size()), *path, end});
           !s.ok()) {
         return s;
       }
     }
     auto path = WriteChunk(*prompt_dir, c, cat(joint, 0), index);
     if (!path.ok()) return path.status();
-    if (auto s =
-            store.AddFeatureChunk(dataset, source, {c, static_cast<int64_t>(index.size()), *path});
+    if (auto s = store.AddFeatureChunk(dataset, source,
+                                       {c, static_cast<int64_t>(index.size()), *path, end});
         !s.ok()) {
       return s;
     }
@@ -176,6 +181,21 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
       if (labeled_item[item_of_row[r]]) o.labeled.push_back(static_cast<int64_t>(r));
     }
   }
+  // Items never to pick: those whose files a refresh found gone, and with only_new those
+  // added before the newest refresh. Not labeled: they cover nothing.
+  {
+    auto ex = store.ExcludedItems(job.dataset, p.min_generation);
+    if (!ex.ok()) return ex.status();
+    if (!ex->empty()) {
+      std::vector<char> excluded_item(num_items, 0);
+      for (int64_t idx : *ex) {
+        if (idx < num_items) excluded_item[idx] = 1;
+      }
+      for (size_t r = 0; r < item_of_row.size(); ++r) {
+        if (excluded_item[item_of_row[r]]) o.excluded.push_back(static_cast<int64_t>(r));
+      }
+    }
+  }
   o.dedup.threshold = p.dedup;
   if (p.strategy == "updp") {
     o.updp.rule = p.rule;
@@ -218,6 +238,10 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
               // that were not items (ignored).
               {"labeled_excluded", o.labeled.size()},
               {"labeled_unknown", p.labeled_unknown},
+              // Items (with features) that were no candidates: files gone at the last
+              // refresh, and with only_new (min_generation > 0) older items.
+              {"not_candidates", o.excluded.size()},
+              {"min_generation", p.min_generation},
               {"features", p.features},
               {"rows", x.rows()},
               {"dim", x.dim()},

@@ -78,6 +78,8 @@ void ToProto(const core::DatasetInfo& d, v1::Dataset* out) {
   out->set_state(d.state == core::DatasetState::kRegistering ? v1::DATASET_STATE_REGISTERING
                                                              : v1::DATASET_STATE_READY);
   out->set_registration_job_id(d.registration_job_id);
+  out->set_generation(d.generation);
+  out->set_num_missing(d.num_missing);
 }
 
 void ToProto(const core::JobInfo& j, v1::Job* out) {

@@ -373,6 +373,17 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::AttachFeatures(grpc::CallbackServerCo
   });
 }
 
+grpc::ServerUnaryReactor* UpdpServiceImpl::RefreshDataset(grpc::CallbackServerContext* ctx,
+                                                          const v1::RefreshDatasetRequest* req,
+                                                          v1::Job* resp) {
+  return Offload(ctx, "RefreshDataset", [this, req, resp]() -> absl::Status {
+    auto j = core_->StartRefresh(req->name());
+    if (!j.ok()) return j.status();
+    ToProto(*j, resp);
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* UpdpServiceImpl::ListItems(grpc::CallbackServerContext* ctx,
                                                      const v1::ListItemsRequest* req,
                                                      v1::ListItemsResponse* resp) {
@@ -384,6 +395,8 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ListItems(grpc::CallbackServerContext
       it->set_index(r.idx);
       it->set_item_id(r.item_id);
       it->set_path(r.path);
+      it->set_generation(r.generation);
+      it->set_missing(r.missing);
     }
     resp->set_next_page_token(page->next_page_token);
     resp->set_total(page->total);
@@ -428,6 +441,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::Select(grpc::CallbackServerContext* c
     p.rule = req->rule();
     p.strict_labeled = req->strict_labeled();
     p.dedup = req->dedup();
+    p.only_new = req->only_new();
     auto j = core_->Select(req->dataset(), std::move(p));
     if (!j.ok()) return j.status();
     ToProto(*j, resp);

@@ -34,6 +34,9 @@ class UpdpServiceImpl final : public v1::Updp::CallbackService {
   grpc::ServerUnaryReactor* DeleteDataset(grpc::CallbackServerContext* ctx,
                                           const v1::DeleteDatasetRequest* req,
                                           v1::DeleteDatasetResponse* resp) override;
+  grpc::ServerUnaryReactor* RefreshDataset(grpc::CallbackServerContext* ctx,
+                                           const v1::RefreshDatasetRequest* req,
+                                           v1::Job* resp) override;
   grpc::ServerUnaryReactor* ListItems(grpc::CallbackServerContext* ctx,
                                       const v1::ListItemsRequest* req,
                                       v1::ListItemsResponse* resp) override;

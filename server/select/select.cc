@@ -120,12 +120,18 @@ absl::StatusOr<std::vector<Pick>> Select(const FeatureSource& features, const Se
     if (!labeled[l]) ++n_labeled;
     labeled[l] = 1;
   }
+  for (int64_t e : opt.excluded) {
+    if (e < 0 || e >= n) {
+      return absl::InvalidArgumentError(absl::StrCat("excluded: index ", e, " out of range"));
+    }
+  }
   if (std::min(opt.budget, n - n_labeled) <= 0) return std::vector<Pick>{};
   torch::NoGradGuard no_grad;
   const FeatureSource x = features.WithNormalize(opt.normalize);
   if (auto s = CheckFinite(x, &pool); !s.ok()) return s;
   SelectReport rep;
   std::vector<char> excluded(labeled);
+  for (int64_t e : opt.excluded) excluded[e] = 1;
   std::vector<int64_t> labeled_rows;
   if (dedup) {
     DuplicateParameters dp = opt.dedup;

@@ -30,6 +30,9 @@ struct SelectOptions {
   int64_t budget = 0;
   uint64_t seed = 0;
   std::vector<int64_t> labeled;  // rows already labeled: never picked
+  // Rows never picked that are not labeled either (they cover nothing): items whose
+  // files are gone, or items outside the candidates asked for (only the new ones).
+  std::vector<int64_t> excluded;
   bool normalize = true;         // cosine geometry on L2-normalised features
   KMeansParameters kmeans;       // also the clustering inside typiclust, usl, probcover
   KCenterParameters kcenter;

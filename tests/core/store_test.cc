@@ -44,6 +44,80 @@ TEST_F(StoreTest, SchemaIsCurrent) {
   EXPECT_EQ(*store_->IntegrityCheck(), "ok");
 }
 
+// A version-3 database (before growing datasets) gains the columns, and its chunks
+// learn where their items end: a chunk is complete as it was.
+TEST_F(StoreTest, MigratesAVersion3DatabaseWithChunkEnds) {
+  ASSERT_TRUE(store_->ReserveDataset(Named("a")).ok());
+  ASSERT_TRUE(store_->AddItems("a", {{0, "x", "/x"}, {1, "y", "/y"}, {2, "z", "/z"}}).ok());
+  ASSERT_TRUE(store_->CommitDataset("a", "/m", 3, {}, "", {}).ok());
+  ASSERT_TRUE(store_->AddFeatureChunk("a", "image", {0, 2, "/c0", 2}).ok());
+  ASSERT_TRUE(store_->AddFeatureChunk("a", "image", {1, 1, "/c1", 3}).ok());
+  store_.reset();
+  {
+    // Back to version 3: without the columns version 4 added.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_ + "/updp.db").c_str(), &db), SQLITE_OK);
+    const char* sql =
+        "ALTER TABLE items DROP COLUMN generation; ALTER TABLE items DROP COLUMN missing;"
+        "ALTER TABLE datasets DROP COLUMN generation; ALTER TABLE datasets DROP COLUMN "
+        "num_missing; ALTER TABLE feature_chunks DROP COLUMN end_idx;"
+        "UPDATE datasets SET chunk_size=2; PRAGMA user_version=3;";
+    char* err = nullptr;
+    EXPECT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, &err), SQLITE_OK) << (err ? err : "");
+    sqlite3_free(err);
+    sqlite3_close(db);
+  }
+  auto s = core::Store::Open(dir_);
+  ASSERT_TRUE(s.ok()) << s.status();
+  store_ = std::move(*s);
+  EXPECT_EQ(*store_->schema_version(), core::Store::kSchemaVersion);
+  auto chunks = store_->FeatureChunks("a", "image");
+  ASSERT_TRUE(chunks.ok());
+  ASSERT_EQ(chunks->size(), 2u);
+  EXPECT_EQ((*chunks)[0].end, 2);  // min((0 + 1) * 2, 3)
+  EXPECT_EQ((*chunks)[1].end, 3);  // min((1 + 1) * 2, 3)
+  auto d = store_->GetDataset("a");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->generation, 0);
+  EXPECT_EQ(d->num_missing, 0);
+  auto items = store_->ItemsRange("a", 0, 3);
+  ASSERT_TRUE(items.ok());
+  for (const auto& it : *items) {
+    EXPECT_EQ(it.generation, 0);
+    EXPECT_FALSE(it.missing);
+  }
+  EXPECT_EQ(*store_->IntegrityCheck(), "ok");
+}
+
+// A refresh's commit checks that the dataset did not change since it was read, and
+// items appended but not committed are not items (and are dropped).
+TEST_F(StoreTest, RefreshCommitIsACompareAndSet) {
+  ASSERT_TRUE(store_->ReserveDataset(Named("a")).ok());
+  ASSERT_TRUE(store_->AddItems("a", {{0, "x", "/x"}, {1, "y", "/y"}}).ok());
+  ASSERT_TRUE(store_->CommitDataset("a", "/m", 2, {}, "", {}).ok());
+  ASSERT_TRUE(store_->AddItems("a", {{2, "z", "/z", 1}}).ok());
+  EXPECT_TRUE(store_->FindItemIds("a", {"z"})->empty());
+  EXPECT_EQ(store_->UnknownItemIds("a", {"z"}, 5)->size(), 1u);
+  core::Store::RefreshCommit c;
+  c.expected_items = 2;
+  c.expected_generation = 1;  // stale
+  c.num_items = 3;
+  EXPECT_EQ(store_->CommitRefresh("a", c).code(), absl::StatusCode::kAborted);
+  c.expected_generation = 0;
+  c.now_missing = {0};
+  ASSERT_TRUE(store_->CommitRefresh("a", c).ok());
+  auto d = store_->GetDataset("a");
+  EXPECT_EQ(d->num_items, 3);
+  EXPECT_EQ(d->generation, 1);
+  EXPECT_EQ(d->num_missing, 1);
+  EXPECT_EQ(*store_->ExcludedItems("a", 0), std::vector<int64_t>{0});
+  EXPECT_EQ(*store_->ExcludedItems("a", 1), (std::vector<int64_t>{0, 1}));
+  EXPECT_EQ(store_->CommitRefresh("a", c).code(), absl::StatusCode::kAborted);  // now stale
+  ASSERT_TRUE(store_->AddItems("a", {{3, "w", "/w", 2}}).ok());
+  ASSERT_TRUE(store_->DropUncommittedItems("a").ok());
+  EXPECT_EQ(store_->ItemsRange("a", 0, 10)->size(), 3u);
+}
+
 TEST_F(StoreTest, ARegistrationHoldsItsNameAndIsInvisibleUntilCommitted) {
   ASSERT_TRUE(store_->ReserveDataset(Named("a")).ok());
   auto again = store_->ReserveDataset(Named("a"));

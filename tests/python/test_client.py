@@ -145,6 +145,26 @@ class ImagesLoop(unittest.TestCase):
         self.assertEqual([(i.item_id, i.path) for i in self.c.items("from-manifest")],
                          [("m%d" % i, p) for i, p in enumerate(paths)])
 
+    def test_refresh_then_embed_and_select_only_new(self):
+        paths = sorted(os.path.join(IMAGES, f) for f in os.listdir(IMAGES))[:5]
+        manifest = os.path.join(self.out, "growing.txt")
+        with open(manifest, "w") as f:
+            f.write("".join(p + "\n" for p in paths[:3]))
+        self.c.register_manifest("growing", manifest)
+        self.c.embed("growing", wait=True, progress=False)
+        with open(manifest, "a") as f:
+            f.write("".join(p + "\n" for p in paths[3:]))
+        job = self.c.refresh("growing", wait=True, progress=False)
+        self.assertEqual(json.loads(job.result_json)["added"], 2)
+        d = self.c.dataset("growing")
+        self.assertEqual((d.num_items, d.generation, d.num_missing), (5, 1, 0))
+        self.assertEqual([i.generation for i in self.c.items("growing")], [0, 0, 0, 1, 1])
+        embed = self.c.embed("growing", wait=True, progress=False)
+        self.assertEqual(json.loads(embed.result_json)["embedded_this_run"], 2)
+        job = self.c.select("growing", "random", 5, only_new=True, wait=True, progress=False)
+        self.assertEqual(sorted(r.item_id for r in self.c.selection(job)),
+                         sorted(paths[3:]))
+
     def test_learn_prompt_then_select_updp(self):
         job = self.c.learn_prompt("imgs", "imgs-p", epochs=1, num_clusters=4, batch_size=16,
                                   seed=1, wait=True, progress=False)

@@ -209,6 +209,13 @@ class Client:
     def delete_dataset(self, name):
         self._call("DeleteDataset", pb.DeleteDatasetRequest(name=name))
 
+    def refresh(self, name, wait=False, progress=True):
+        """Starts a REFRESH job: rescans an images/manifest dataset's source (new files
+        become new items, gone ones are marked missing). Returns the Job (finished with
+        wait=True); embed() then embeds only the new items."""
+        job = self._call("RefreshDataset", pb.RefreshDatasetRequest(name=name))
+        return self.wait(job, progress) if wait else job
+
     def items(self, dataset):
         """The dataset's items (index, item_id, path) in index order, all pages."""
         out, token = [], ""
@@ -241,17 +248,18 @@ class Client:
         return self.wait(job, progress) if wait else job
 
     def select(self, dataset, strategy, budget, seed=0, features=None, prompt=None,
-               labeled=None, rule=None, dedup=0.0, strict_labeled=False, wait=False,
-               progress=True):
+               labeled=None, rule=None, dedup=0.0, strict_labeled=False, only_new=False,
+               wait=False, progress=True):
         """Starts a SELECT job picking `budget` items with `strategy` ("random", "kmeans",
         "kcenter", "typiclust", "usl", "activeft", "probcover", "updp"). labeled: item
-        ids already labeled, never picked. Returns the Job (finished with wait=True)."""
+        ids already labeled, never picked. only_new: pick only among the items the newest
+        refresh() added. Returns the Job (finished with wait=True)."""
         if isinstance(labeled, str):
             raise TypeError("labeled: a list of item ids, not one string")
         job = self._call("Select", pb.SelectRequest(
             dataset=dataset, strategy=strategy, budget=budget, seed=seed,
             features=features or "", prompt=prompt or "", labeled_ids=list(labeled or ()),
-            rule=rule or "", dedup=dedup, strict_labeled=strict_labeled))
+            rule=rule or "", dedup=dedup, strict_labeled=strict_labeled, only_new=only_new))
         return self.wait(job, progress) if wait else job
 
     def job(self, job_id):
