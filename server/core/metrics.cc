@@ -186,8 +186,35 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 
 Metrics::~Metrics() { StopExposer(); }
 
+namespace {
+// The /metrics endpoint's bounds: connections served at once, request body bytes.
+constexpr int kMetricsHttpThreads = 32;
+constexpr size_t kMetricsMaxPayload = 4096;
+}  // namespace
+
 bool Metrics::Expose(const std::string& host, int port) {
   http_ = std::make_unique<httplib::Server>();
+  // Each connection holds a worker until it sends a request or times out. httplib's
+  // defaults (8 workers on 2 cores, 5 s wait for an idle connection's first request)
+  // let a dozen idle connections stall scrapes for seconds: more workers, and an idle
+  // connection is dropped after 1 s (scrapers connect and ask at once).
+  http_->new_task_queue = [] { return new httplib::ThreadPool(kMetricsHttpThreads); };
+  http_->set_keep_alive_timeout(1);
+  http_->set_keep_alive_max_count(100);
+  http_->set_read_timeout(5, 0);
+  http_->set_write_timeout(5, 0);
+  http_->set_payload_max_length(kMetricsMaxPayload);
+  // GET (and HEAD) only, answered before any body is read: a POST with a body that
+  // never comes must not hold a worker.
+  http_->set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (req.method == "GET" || req.method == "HEAD")
+      return httplib::Server::HandlerResponse::Unhandled;
+    res.status = 405;
+    res.set_header("Allow", "GET, HEAD");
+    res.set_header("Connection", "close");
+    res.set_content("method not allowed: GET /metrics\n", "text/plain");
+    return httplib::Server::HandlerResponse::Handled;
+  });
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     res.set_content(Serialize(), "text/plain; version=0.0.4; charset=utf-8");
   });
