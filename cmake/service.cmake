@@ -45,6 +45,7 @@ add_library(updp_core
   server/core/paths.cc
   server/core/registration.cc
   server/core/registration_job.cc
+  server/core/selection_report.cc
   server/core/server_core.cc
   server/core/store.cc
   server/core/work_pool.cc
