@@ -14,6 +14,7 @@
 //          [--features F] [--seed N] [--labeled FILE] [--out FILE|-] [--format F] [--wait]
 //   selection get JOB [--format csv|json|paths|labelstudio|cvat|fiftyone] [--out FILE|-]
 //                     [--prefix P] [--relative-to DIR] [--data-key K]
+//   report JOB --out FILE.html|- [--thumbnail-size N] [--max-thumbnails N]
 //   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
 //   health [--service NAME] [--timeout SECONDS]
 #include <unistd.h>
@@ -37,6 +38,8 @@
 #include "client/client_lib.h"
 #include "client/duplicates_out.h"
 #include "client/labeled_list.h"
+#include "client/report_fetch.h"
+#include "client/report_html.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "server/select/names.h"
 #include "server/util/shard_format.h"
@@ -75,6 +78,10 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
       F: csv | json | paths | labelstudio | cvat | fiftyone; the last three name images
       as [--prefix P] + the path [made relative to --relative-to DIR]
       (labelstudio: [--data-key image], the labeling config's $variable)
+  report JOB --out FILE.html|- [--thumbnail-size N] [--max-thumbnails N]
+      one self-contained HTML page: the dataset and job, clusters (every item under its
+      nearest pick), a 2-D map of the features with the picks, thumbnails of the picks
+      by cluster (N: longest side, default 128, at most 512; at most 2000 thumbnails)
   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
   health [--service NAME] [--timeout SECONDS]   (exit 0 only when SERVING)
 The server address comes from --addr, else $UPDP_ADDR, else localhost:50051.
@@ -637,6 +644,32 @@ class Cli {
     return WritePicks(job, a.Get("out", "-"), OutputFormat(a), a);
   }
 
+  // report JOB --out FILE.html|-: the selection's visual report; progress on stderr.
+  int Report(const Args& a) {
+    client::ReportRequest r;
+    r.job_id = Need(a, 1, "JOB id");
+    if (!a.Has("out")) Die("report needs --out FILE.html (or --out - for stdout)");
+    const std::string out = a.Get("out");
+    r.thumbnail_size = static_cast<int>(Int(a, "thumbnail-size", 0));
+    r.max_thumbnails = static_cast<int>(Int(a, "max-thumbnails", 0));
+    client::ReportData data;
+    const bool tty = isatty(STDERR_FILENO);
+    auto s = client::FetchReport(stub_.get(), r, &data, [&](int64_t done, int64_t total) {
+      if (tty) std::cerr << "\rupdpctl: fetched " << done << "/" << total << " picks" << std::flush;
+    });
+    if (tty) std::cerr << "\n";
+    if (!s.ok()) return Fail(s);
+    if (auto w = client::WriteText(out, client::ReportHtml(data), "the report"); !w.ok()) {
+      return Fail(w);
+    }
+    const client::ThumbnailCounts n = client::CountThumbnails(data);
+    std::cerr << "updpctl: report of " << data.picks.size() << " picks in "
+              << data.summary.clusters_size() << " clusters, " << n.made << " thumbnails ("
+              << n.failed << " could not be decoded)" << (out == "-" ? "" : " written to " + out)
+              << "\n";
+    return 0;
+  }
+
   int Jobs(const Args& a) {
     std::string sub = Need(a, 1, "jobs subcommand");
     grpc::ClientContext ctx;
@@ -721,6 +754,7 @@ int main(int argc, char** argv) {
   if (cmd == "prompt") return cli.Prompt(a);
   if (cmd == "select") return cli.Select(a);
   if (cmd == "selection") return cli.Selection(a);
+  if (cmd == "report") return cli.Report(a);
   if (cmd == "jobs") return cli.Jobs(a);
   if (cmd == "health") return cli.Health(a);
   Die("unknown command '" + cmd + "'\n" + Usage());

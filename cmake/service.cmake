@@ -46,6 +46,7 @@ add_library(updp_core
   server/core/registration.cc
   server/core/registration_job.cc
   server/core/refresh_job.cc
+  server/core/selection_report.cc
   server/core/server_core.cc
   server/core/store.cc
   server/core/work_pool.cc
@@ -78,7 +79,8 @@ target_link_libraries(updp_app PUBLIC updp_rpc updp_engine)
 add_executable(updp-server server/main.cc)
 target_link_libraries(updp-server PRIVATE updp_app absl::flags absl::flags_parse absl::flags_usage)
 
-add_library(updp_client client/client_lib.cc client/duplicates_out.cc client/labeled_list.cc)
+add_library(updp_client client/client_lib.cc client/duplicates_out.cc client/labeled_list.cc
+            client/report_fetch.cc client/report_html.cc)
 target_include_directories(updp_client PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(updp_client PUBLIC updp_util updp_select_base updp_proto absl::str_format absl::status absl::statusor absl::strings
                       nlohmann_json::nlohmann_json)

@@ -13,6 +13,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3 nlohmann-json3-dev zlib1g-dev
   libjpeg62-turbo-dev libpng-dev libwebp-dev libexif-dev libicu-dev
   libfaiss-dev
+  chromium
   dataset-fashion-mnist
   prometheus yamllint python3-yaml docker-compose curl
   python3-grpcio python3-protobuf python3-numpy python3-pandas

@@ -42,6 +42,10 @@ class Engine {
   virtual absl::StatusOr<std::vector<FeatureChunk>> ImportEmbeddings(
       const std::string& npy_path, const std::string& dir, int64_t expected_rows,
       const ImportProgress& progress) = 0;
+  // A JPEG preview of the image at `path` that fits max_side x max_side (the selection
+  // report's thumbnails; needs no model). An error naming the file when it cannot be
+  // read or decoded.
+  virtual absl::StatusOr<std::string> Thumbnail(const std::string& path, int max_side) = 0;
 };
 
 }  // namespace updp::core

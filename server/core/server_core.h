@@ -20,6 +20,7 @@
 #include "server/core/metrics.h"
 #include "server/core/paths.h"
 #include "server/core/registration.h"
+#include "server/core/selection_report.h"
 #include "server/core/store.h"
 #include "server/core/types.h"
 
@@ -150,6 +151,12 @@ class ServerCore {
 
   absl::StatusOr<SelectionPage> GetSelection(const std::string& job_id, int page_size,
                                              const std::string& page_token);
+
+  // A page of a SUCCEEDED SELECT job's report (selection_report.cc): the summary on
+  // the first page, thumbnails made by the engine (a picture that cannot be decoded
+  // gets an error text, never fails the call). Slow (decodes images): call it off the
+  // RPC threads.
+  absl::StatusOr<SelectionReport> GetSelectionReport(const SelectionReportRequest& req);
 
   // A DUPLICATES job on the dataset's features (default as for Select).
   absl::StatusOr<JobInfo> FindDuplicates(const std::string& dataset, DuplicatesParams p);

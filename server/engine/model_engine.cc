@@ -18,6 +18,7 @@
 #include "server/model/feature_import.h"
 #include "server/model/npy.h"
 #include "server/model/safetensors.h"
+#include "server/model/thumbnail.h"
 #include "server/model/tokenizer.h"
 #include "server/select/thread_pool.h"
 #include "server/updp/prompt_learner.h"
@@ -133,6 +134,12 @@ absl::StatusOr<core::PromptMeta> ModelEngine::CheckPrompt(const std::string& art
   out.config_json = cfg.ToJson().dump();
   out.trained_on_dataset = cfg.trained_on_dataset;
   return out;
+}
+
+absl::StatusOr<std::string> ModelEngine::Thumbnail(const std::string& path, int max_side) {
+  auto t = model::MakeThumbnail(path, max_side);
+  if (!t.ok()) return t.status();
+  return std::move(t->jpeg);
 }
 
 absl::StatusOr<std::vector<core::FeatureChunk>> ModelEngine::ImportEmbeddings(

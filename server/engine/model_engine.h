@@ -54,6 +54,7 @@ class ModelEngine : public core::Engine {
   absl::StatusOr<std::vector<core::FeatureChunk>> ImportEmbeddings(
       const std::string& npy_path, const std::string& dir, int64_t expected_rows,
       const ImportProgress& progress) override;
+  absl::StatusOr<std::string> Thumbnail(const std::string& path, int max_side) override;
 
  private:
   absl::Status RunEmbed(core::JobContext& ctx);

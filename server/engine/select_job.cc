@@ -1,18 +1,22 @@
 // The SELECT job body (and the prompted-feature extraction the updp strategy needs).
 #include <chrono>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "server/core/selection_report.h"
 #include "server/engine/feature_io.h"
 #include "server/engine/job_util.h"
 #include "server/engine/model_engine.h"
 #include "server/model/blip2_model.h"
 #include "server/model/encoder.h"
+#include "server/select/pick_map.h"
 #include "server/select/select.h"
 #include "server/select/thread_pool.h"
 #include "server/updp/prompt_learner.h"
+#include "server/util/atomic_file.h"
 
 namespace updp::engine {
 
@@ -32,6 +36,30 @@ absl::StatusOr<prompt::PromptModule> LoadStoredPrompt(core::ServerCore& core,
   auto loaded = prompt::PromptModule::Load(*artifact, m);
   if (!loaded.ok()) return loaded.status();
   return std::move(loaded->first);
+}
+
+// The report's clusters and 2-D map (pick_map.h) as the job's report.json, rows
+// turned into item indexes: what GetSelectionReport serves.
+json MapJson(const select::PickMap& m, const std::vector<int64_t>& item_of_row) {
+  json clusters = json::array();
+  for (const auto& c : m.clusters) clusters.push_back({c.id, c.size, c.picks});
+  std::vector<float> xs, ys;
+  std::vector<int64_t> items, ranks, cl;
+  for (const auto& p : m.points) {
+    xs.push_back(p.x);
+    ys.push_back(p.y);
+    items.push_back(item_of_row[p.row]);
+    ranks.push_back(p.pick + 1);  // 0: not a pick
+    cl.push_back(p.cluster);
+  }
+  return json{
+      {"version", 1},
+      {"rule", "nearest-pick"},
+      {"sample_rows", m.sample_rows},
+      {"explained", {m.explained[0], m.explained[1]}},
+      {"clusters", clusters},
+      {"pick_cluster", m.pick_cluster},
+      {"points", {{"x", xs}, {"y", ys}, {"item", items}, {"rank", ranks}, {"cluster", cl}}}};
 }
 
 }  // namespace
@@ -216,6 +244,27 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   const std::vector<select::Pick>& picks = *r;
   const double secs = Seconds(start);
   if (core_->metrics()) core_->metrics()->SelectionFinished(p.strategy, secs);
+  // The report's clusters and map, stored before the picks commit so that every
+  // SUCCEEDED selection has them.
+  ReportFraction(ctx, "report-map", 0);
+  const auto map_start = std::chrono::steady_clock::now();
+  select::PickMapOptions mo;
+  mo.seed = p.seed;
+  mo.normalize = o.normalize;
+  auto map = select::ComputePickMap(x, picks, mo, *select_pool_, [&] { return ctx.Cancelled(); });
+  if (ctx.Cancelled()) return core::JobStopped();
+  if (!map.ok()) return map.status();
+  auto job_dir = core_->JobDir(job.id);
+  if (!job_dir.ok()) return job_dir.status();
+  std::error_code ec;
+  std::filesystem::create_directories(*job_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", *job_dir, ": ", ec.message()));
+  if (auto s = WriteFileAtomically(*job_dir + "/" + core::kSelectionMapFile,
+                                   MapJson(*map, item_of_row).dump());
+      !s.ok()) {
+    return s;
+  }
+  const double map_secs = Seconds(map_start);
   // Item rows of the picks only (never the whole item table).
   std::vector<int64_t> pick_items;
   pick_items.reserve(picks.size());
@@ -245,7 +294,8 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
               {"features", p.features},
               {"rows", x.rows()},
               {"dim", x.dim()},
-              {"seconds", secs}};
+              {"seconds", secs},
+              {"report_map_seconds", map_secs}};
   if (p.dedup > 0) {
     // Items dedup kept out of the picks (near a labeled item or a duplicate of an
     // item that could be picked), and the near-duplicate pairs it found.

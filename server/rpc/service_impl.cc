@@ -523,6 +523,61 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelection(grpc::CallbackServerCont
   });
 }
 
+grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelectionReport(
+    grpc::CallbackServerContext* ctx, const v1::GetSelectionReportRequest* req,
+    v1::SelectionReport* resp) {
+  // Decodes images for the thumbnails: on the work pool.
+  return Offload(ctx, "GetSelectionReport", [this, req, resp]() -> absl::Status {
+    core::SelectionReportRequest r;
+    r.job_id = req->job_id();
+    r.thumbnail_size = req->thumbnail_size();
+    r.page_size = req->page_size();
+    r.page_token = req->page_token();
+    r.max_thumbnails = req->max_thumbnails();
+    auto rep = core_->GetSelectionReport(r);
+    if (!rep.ok()) return rep.status();
+    if (rep->summary) {
+      ToProto(rep->dataset, resp->mutable_dataset());
+      ToProto(rep->job, resp->mutable_job());
+      for (const auto& c : rep->clusters) {
+        auto* o = resp->add_clusters();
+        o->set_cluster(c.id);
+        o->set_size(c.size);
+        o->set_picks(c.picks);
+      }
+      for (const auto& p : rep->points) {
+        auto* o = resp->add_points();
+        o->set_x(p.x);
+        o->set_y(p.y);
+        o->set_item_index(p.item_idx);
+        o->set_rank(p.rank);
+        o->set_cluster(p.cluster);
+      }
+      resp->set_explained_x(rep->explained[0]);
+      resp->set_explained_y(rep->explained[1]);
+      resp->set_pca_sample_items(rep->sample_rows);
+      resp->set_cluster_rule(rep->cluster_rule);
+    }
+    resp->set_has_images(rep->has_images);
+    resp->set_thumbnail_size(rep->thumbnail_size);
+    for (auto& p : rep->picks) {
+      auto* o = resp->add_picks();
+      auto* it = o->mutable_item();
+      it->set_rank(p.row.rank);
+      it->set_item_id(p.row.item_id);
+      it->set_path(p.row.path);
+      it->set_cluster(p.row.cluster);
+      it->set_score(p.row.score);
+      o->set_report_cluster(p.report_cluster);
+      o->set_thumbnail_jpeg(std::move(p.thumbnail));
+      o->set_thumbnail_error(p.thumbnail_error);
+    }
+    resp->set_next_page_token(rep->next_page_token);
+    resp->set_total_picks(rep->total_picks);
+    return absl::OkStatus();
+  });
+}
+
 grpc::ServerUnaryReactor* UpdpServiceImpl::FindDuplicates(grpc::CallbackServerContext* ctx,
                                                           const v1::FindDuplicatesRequest* req,
                                                           v1::Job* resp) {

@@ -64,6 +64,9 @@ class UpdpServiceImpl final : public v1::Updp::CallbackService {
   grpc::ServerUnaryReactor* GetSelection(grpc::CallbackServerContext* ctx,
                                          const v1::GetSelectionRequest* req,
                                          v1::GetSelectionResponse* resp) override;
+  grpc::ServerUnaryReactor* GetSelectionReport(grpc::CallbackServerContext* ctx,
+                                               const v1::GetSelectionReportRequest* req,
+                                               v1::SelectionReport* resp) override;
   grpc::ServerUnaryReactor* FindDuplicates(grpc::CallbackServerContext* ctx,
                                            const v1::FindDuplicatesRequest* req,
                                            v1::Job* resp) override;
