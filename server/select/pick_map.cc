@@ -1,7 +1,5 @@
 #include "server/select/pick_map.h"
 
-#include <torch/linalg.h>
-
 #include <algorithm>
 #include <map>
 #include <random>
@@ -19,7 +17,8 @@ torch::Tensor TopTwoAxes(const torch::Tensor& centred, double explained[2]) {
   const int64_t m = centred.size(0), d = centred.size(1);
   const torch::Tensor cov =
       centred.t().mm(centred) / static_cast<double>(std::max<int64_t>(1, m - 1));
-  auto [values, vectors] = torch::linalg::eigh(cov, "L");  // ascending
+  // The ATen op (torch::linalg::eigh's header is gone from LibTorch 2.x).
+  auto [values, vectors] = torch::linalg_eigh(cov, "L");  // ascending
   const int64_t take = std::min<int64_t>(2, d);
   torch::Tensor axes = torch::zeros({d, 2}, torch::kFloat64);
   const double total = std::max(1e-30, values.sum().item<double>());
