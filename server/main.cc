@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
   updp::app::AppOptions ao;
   ao.rpc.pool_threads = absl::GetFlag(FLAGS_rpc_threads);
   ao.rpc.pool_queue = absl::GetFlag(FLAGS_rpc_queue);
-  ao.rpc.credentials = *creds;
+  if (tls.enabled()) ao.rpc.credentials = *creds;
   ao.before_model_load = [&](int port) {
     std::cerr << "updp-server: listening on " << absl::GetFlag(FLAGS_host) << ":" << port
               << " (health NOT_SERVING until the model is loaded)\n";
