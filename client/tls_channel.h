@@ -1,5 +1,5 @@
 // updpctl's channel credentials: plaintext, or TLS from PEM files (--tls_ca, --tls_cert,
-// --tls_key, else $UPDP_TLS_CA, $UPDP_TLS_CERT, $UPDP_TLS_KEY).
+// --tls_key, else $UPDP_TLS_CA, $UPDP_TLS_CERT, $UPDP_TLS_KEY) or the system roots (--tls).
 #ifndef UPDP_CLIENT_TLS_CHANNEL_H_
 #define UPDP_CLIENT_TLS_CHANNEL_H_
 
@@ -13,10 +13,11 @@
 namespace updp::client {
 
 struct TlsClientFiles {
+  bool tls = false;  // TLS even without a file: the system roots, no client certificate
   std::string ca;    // roots that sign the server's certificate; empty: the system roots
   std::string cert;  // client certificate (PEM), for a server with --tls_client_ca
   std::string key;   // its private key (PEM)
-  bool enabled() const { return !ca.empty() || !cert.empty() || !key.empty(); }
+  bool enabled() const { return tls || !ca.empty() || !cert.empty() || !key.empty(); }
 };
 
 // Insecure credentials when no file is named; else SSL credentials from the files.

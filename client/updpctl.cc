@@ -1,7 +1,7 @@
 // updpctl: the command-line client of updp-server.
 //
-//   updpctl [--addr HOST:PORT] [--tls_ca F] [--tls_cert F --tls_key F] COMMAND ...
-//           (default $UPDP_ADDR or localhost:50051; $UPDP_TLS_CA, $UPDP_TLS_CERT, $UPDP_TLS_KEY)
+//   updpctl [--addr HOST:PORT] [--tls] [--tls_ca F] [--tls_cert F --tls_key F] COMMAND ...
+//           (default $UPDP_ADDR or localhost:50051; $UPDP_TLS, $UPDP_TLS_CA, ...)
 //   dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
 //                    [--async]
 //   dataset list | show NAME | delete NAME
@@ -90,6 +90,7 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] [TLS FLAGS] COMMA
   health [--service NAME] [--timeout SECONDS]   (exit 0 only when SERVING)
 The server address comes from --addr, else $UPDP_ADDR, else localhost:50051.
 TLS (any of these set: the connection uses TLS; each flag wins over its variable):
+  --tls             TLS with the system roots and no client certificate; $UPDP_TLS=1
   --tls_ca FILE     CA certificates (PEM) that sign the server's; $UPDP_TLS_CA
                     (default: the system roots)
   --tls_cert FILE   client certificate (PEM), for a server with --tls_client_ca; $UPDP_TLS_CERT
@@ -107,7 +108,8 @@ std::string Usage() {
   return u;
 }
 
-const std::set<std::string> kBoolFlags = {"wait", "help", "async", "strict-labeled", "only-new"};
+const std::set<std::string> kBoolFlags = {"wait",           "help",     "async",
+                                          "strict-labeled", "only-new", "tls"};
 
 struct Args {
   std::vector<std::string> pos;
@@ -762,6 +764,7 @@ int main(int argc, char** argv) {
     return std::string(v ? v : "");
   };
   client::TlsClientFiles tls;
+  tls.tls = flag_or_env("tls", "UPDP_TLS") == "1";
   tls.ca = flag_or_env("tls_ca", "UPDP_TLS_CA");
   tls.cert = flag_or_env("tls_cert", "UPDP_TLS_CERT");
   tls.key = flag_or_env("tls_key", "UPDP_TLS_KEY");
