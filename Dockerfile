@@ -22,7 +22,7 @@ RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends \
       libgrpc++1.51 libprotobuf32 libtorch1.13 libopenblas0-pthread libsqlite3-0 \
       libjpeg62-turbo libpng16-16 libwebp7 libexif12 libicu72 libcpp-httplib0.11 \
-      libprometheus-cpp-core1.0 ca-certificates \
+      libprometheus-cpp-core1.0 libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin updp \
  && mkdir -p /data /models /images && chown updp /data

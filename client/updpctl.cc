@@ -1,6 +1,7 @@
 // updpctl: the command-line client of updp-server.
 //
-//   updpctl [--addr HOST:PORT] COMMAND ...      (default $UPDP_ADDR or localhost:50051)
+//   updpctl [--addr HOST:PORT] [--tls] [--tls_ca F] [--tls_cert F --tls_key F] COMMAND ...
+//           (default $UPDP_ADDR or localhost:50051; $UPDP_TLS, $UPDP_TLS_CA, ...)
 //   dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
 //                    [--async]
 //   dataset list | show NAME | delete NAME
@@ -27,9 +28,11 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/ascii.h"
@@ -40,6 +43,7 @@
 #include "client/labeled_list.h"
 #include "client/report_fetch.h"
 #include "client/report_html.h"
+#include "client/tls_channel.h"
 #include "proto/grpc/health/v1/health.grpc.pb.h"
 #include "server/select/names.h"
 #include "server/util/shard_format.h"
@@ -48,7 +52,7 @@ namespace {
 
 using namespace updp;
 
-constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
+constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] [TLS FLAGS] COMMAND ...
   dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
                    [--async]   (progress on stderr; --async: print the job id and return)
   dataset list | show NAME | delete NAME
@@ -85,6 +89,12 @@ constexpr char kUsage[] = R"(usage: updpctl [--addr HOST:PORT] COMMAND ...
   jobs list [--dataset D] [--state S] | show ID | watch ID | cancel ID | resume ID
   health [--service NAME] [--timeout SECONDS]   (exit 0 only when SERVING)
 The server address comes from --addr, else $UPDP_ADDR, else localhost:50051.
+TLS (any of these set: the connection uses TLS; each flag wins over its variable):
+  --tls             TLS with the system roots and no client certificate; $UPDP_TLS=1
+  --tls_ca FILE     CA certificates (PEM) that sign the server's; $UPDP_TLS_CA
+                    (default: the system roots)
+  --tls_cert FILE   client certificate (PEM), for a server with --tls_client_ca; $UPDP_TLS_CERT
+  --tls_key FILE    its private key (PEM); $UPDP_TLS_KEY
 )";
 
 // The usage text with the strategies (from the one list of their names).
@@ -98,7 +108,8 @@ std::string Usage() {
   return u;
 }
 
-const std::set<std::string> kBoolFlags = {"wait", "help", "async", "strict-labeled", "only-new"};
+const std::set<std::string> kBoolFlags = {"wait",           "help",     "async",
+                                          "strict-labeled", "only-new", "tls"};
 
 struct Args {
   std::vector<std::string> pos;
@@ -199,9 +210,8 @@ void PrintDataset(const v1::Dataset& d) {
 
 class Cli {
  public:
-  explicit Cli(const std::string& addr)
-      : channel_(grpc::CreateChannel(addr, grpc::InsecureChannelCredentials())),
-        stub_(v1::Updp::NewStub(channel_)) {}
+  Cli(const std::string& addr, std::shared_ptr<grpc::ChannelCredentials> creds)
+      : channel_(grpc::CreateChannel(addr, std::move(creds))), stub_(v1::Updp::NewStub(channel_)) {}
 
   // grpc.health.v1 check, for container HEALTHCHECKs and scripts.
   int Health(const Args& a) {
@@ -747,7 +757,20 @@ int main(int argc, char** argv) {
     const char* env = std::getenv("UPDP_ADDR");
     addr = env && *env ? env : "localhost:50051";
   }
-  Cli cli(addr);
+  // Each TLS flag wins over its environment variable.
+  auto flag_or_env = [&a](const char* flag, const char* env) {
+    if (a.Has(flag)) return a.Get(flag);
+    const char* v = std::getenv(env);
+    return std::string(v ? v : "");
+  };
+  client::TlsClientFiles tls;
+  tls.tls = flag_or_env("tls", "UPDP_TLS") == "1";
+  tls.ca = flag_or_env("tls_ca", "UPDP_TLS_CA");
+  tls.cert = flag_or_env("tls_cert", "UPDP_TLS_CERT");
+  tls.key = flag_or_env("tls_key", "UPDP_TLS_KEY");
+  auto creds = client::ChannelCredentialsFrom(tls);
+  if (!creds.ok()) Die(std::string(creds.status().message()));
+  Cli cli(addr, *creds);
   const std::string& cmd = a.pos[0];
   if (cmd == "dataset") return cli.Dataset(a);
   if (cmd == "embed") return cli.Embed(a);

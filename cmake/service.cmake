@@ -68,9 +68,11 @@ add_library(updp_engine
 target_link_libraries(updp_engine PUBLIC updp_core updp_features)
 target_precompile_headers(updp_engine PRIVATE <torch/torch.h>)
 
+find_package(OpenSSL REQUIRED)
 add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc
-            server/rpc/upload_reactor.cc)
-target_link_libraries(updp_rpc PUBLIC updp_core updp_proto gRPC::grpc++ gRPC::grpc++_reflection)
+            server/rpc/tls.cc server/rpc/upload_reactor.cc)
+target_link_libraries(updp_rpc PUBLIC updp_core updp_proto gRPC::grpc++ gRPC::grpc++_reflection
+                      PRIVATE OpenSSL::Crypto)
 
 # The whole server wired together (main and the service tests).
 add_library(updp_app server/app/app.cc)
@@ -80,7 +82,7 @@ add_executable(updp-server server/main.cc)
 target_link_libraries(updp-server PRIVATE updp_app absl::flags absl::flags_parse absl::flags_usage)
 
 add_library(updp_client client/client_lib.cc client/duplicates_out.cc client/labeled_list.cc
-            client/report_fetch.cc client/report_html.cc)
+            client/report_fetch.cc client/report_html.cc client/tls_channel.cc)
 target_include_directories(updp_client PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(updp_client PUBLIC updp_util updp_select_base updp_proto absl::str_format absl::status absl::statusor absl::strings
                       nlohmann_json::nlohmann_json)

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config ccache git unzip python3-pip python3-venv
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev openssl
   libabsl-dev prometheus-cpp-dev libcpp-httplib-dev
   libtorch-dev libopenblas0-pthread
   libgtest-dev libgmock-dev

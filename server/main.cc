@@ -15,12 +15,22 @@
 #include "absl/strings/str_split.h"
 #include "server/app/app.h"
 #include "server/core/metrics.h"
+#include "server/rpc/tls.h"
 #include "server/util/flags_help.h"
 #include "server/util/openmp_env.h"
 
 ABSL_FLAG(int, port, 50051, "gRPC port");
 ABSL_FLAG(std::string, host, "0.0.0.0", "gRPC listen address");
 ABSL_FLAG(int, metrics_port, 9464, "Prometheus /metrics port (0 disables)");
+ABSL_FLAG(std::string, metrics_host, "",
+          "/metrics listen address; empty: 127.0.0.1 when TLS is on (plain HTTP is not "
+          "exposed by accident), else --host");
+ABSL_FLAG(std::string, tls_cert, "",
+          "server certificate chain (PEM): serve gRPC over TLS (needs --tls_key)");
+ABSL_FLAG(std::string, tls_key, "", "private key (PEM) of --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "CA certificates (PEM): require and verify client certificates signed by them "
+          "(mTLS; needs --tls_cert)");
 ABSL_FLAG(std::string, data_dir, "./data", "SQLite database and feature files");
 ABSL_FLAG(std::string, model_dir, "",
           "BLIP-2 checkpoint folder (config.json, model.safetensors, vocab.txt); empty: no "
@@ -117,18 +127,33 @@ int main(int argc, char** argv) {
                  "refused (PERMISSION_DENIED)\n";
   }
 
+  // Before anything listens or loads: bad certificate files stop the start here.
+  updp::rpc::TlsFiles tls;
+  tls.cert = absl::GetFlag(FLAGS_tls_cert);
+  tls.key = absl::GetFlag(FLAGS_tls_key);
+  tls.client_ca = absl::GetFlag(FLAGS_tls_client_ca);
+  auto creds = updp::rpc::ServerCredentialsFrom(tls);
+  if (!creds.ok()) {
+    std::cerr << "updp-server: " << creds.status().message() << "\n";
+    return 1;
+  }
+
   updp::core::Metrics metrics;
   if (int mp = absl::GetFlag(FLAGS_metrics_port); mp > 0) {
-    if (!metrics.Expose(absl::GetFlag(FLAGS_host), mp)) {
-      std::cerr << "updp-server: metrics_port " << mp << ": cannot bind\n";
+    std::string mh = absl::GetFlag(FLAGS_metrics_host);
+    if (mh.empty()) mh = tls.enabled() ? "127.0.0.1" : absl::GetFlag(FLAGS_host);
+    if (!metrics.Expose(mh, mp)) {
+      std::cerr << "updp-server: metrics " << mh << ":" << mp << ": cannot bind\n";
       return 1;
     }
+    std::cerr << "updp-server: metrics on http://" << mh << ":" << mp << "/metrics\n";
   }
   const std::string address =
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
   updp::app::AppOptions ao;
   ao.rpc.pool_threads = absl::GetFlag(FLAGS_rpc_threads);
   ao.rpc.pool_queue = absl::GetFlag(FLAGS_rpc_queue);
+  if (tls.enabled()) ao.rpc.credentials = *creds;
   ao.before_model_load = [&](int port) {
     std::cerr << "updp-server: listening on " << absl::GetFlag(FLAGS_host) << ":" << port
               << " (health NOT_SERVING until the model is loaded)\n";
@@ -139,6 +164,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cerr << "updp-server: serving on " << absl::GetFlag(FLAGS_host) << ":" << (*app)->port()
+            << (tls.client_ca.empty() ? (tls.enabled() ? " (TLS)" : " (plaintext)")
+                                      : " (mTLS: client certificates required)")
             << (o.model_dir.empty() ? " (no model)" : " with model " + o.model_dir) << ", device "
             << o.device << ", data_dir " << o.data_dir << "\n";
   {

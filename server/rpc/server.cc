@@ -25,7 +25,9 @@ absl::StatusOr<std::unique_ptr<UpdpServer>> UpdpServer::Start(core::ServerCore* 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(
+      address, options.credentials ? options.credentials : grpc::InsecureServerCredentials(),
+      &s->port_);
   // Two servers on one port would share requests between two states.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(s->service_.get());
@@ -33,8 +35,12 @@ absl::StatusOr<std::unique_ptr<UpdpServer>> UpdpServer::Start(core::ServerCore* 
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", address, " (in use by another process?)"));
+    // gRPC also fails here on TLS material its handshaker rejects (tls.cc checks the
+    // usual mistakes first).
+    return absl::UnavailableError(absl::StrCat(
+        "cannot listen on ", address,
+        options.credentials ? " (in use by another process, or TLS files gRPC rejects?)"
+                            : " (in use by another process?)"));
   }
   s->SetServing(false);
   return s;

@@ -21,6 +21,8 @@ struct RpcOptions {
   int pool_threads = 8;               // request work (registrations, imports, submits)
   int pool_queue = 256;               // queued request work beyond which RESOURCE_EXHAUSTED
   int max_message_bytes = 256 << 20;  // prompt artifacts
+  // The listening port's credentials (tls.h); null: plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
 };
 
 class UpdpServer {

@@ -12,10 +12,13 @@ die() { echo "$TAG: FAIL: $*" >&2; exit 1; }
 # shellcheck source=scripts/lib/free_port.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib/free_port.sh"
 PORT=$(free_port)
-ctl() { timeout 60 "$BUILD/updpctl" --addr "127.0.0.1:$PORT" "$@"; }
+# Extra updpctl flags for every ctl call (and start_server's health polling), e.g. the
+# TLS flags of a test whose server runs with --tls_cert.
+CTL_FLAGS=()
+ctl() { timeout 60 "$BUILD/updpctl" --addr "127.0.0.1:$PORT" "${CTL_FLAGS[@]}" "$@"; }
 
 # start_server [FLAG...]: updp-server on $PORT with data in $WORK/data and $WORK as the
-# allowed root; returns when it answers health.
+# allowed root (FLAGs come last and may override these); returns when it answers health.
 start_server() {
   "$BUILD/updp-server" --host 127.0.0.1 --port "$PORT" --metrics_port 0 --data_dir "$WORK/data" \
     --allowed_roots "$WORK" "$@" >"$WORK/server.log" 2>&1 &

@@ -11,18 +11,21 @@ promtool check config deploy/prometheus/prometheus.yml
 echo "== promtool check rules"
 promtool check rules deploy/prometheus/alerts.yml
 echo "== yamllint"
-yamllint -s -c .yamllint.yml deploy docker-compose.yml
+yamllint -s -c .yamllint.yml deploy docker-compose.yml docker-compose.tls.yml
 echo "== docker-compose config"
 docker-compose -f docker-compose.yml config -q
 docker-compose -f docker-compose.yml --profile gpu config -q
+docker-compose -f docker-compose.yml -f docker-compose.tls.yml --profile gpu config -q
 echo "== every scrape target resolves in each compose setup (tests/deploy/check_compose.py)"
 /usr/bin/python3 tests/deploy/check_compose.py "$SRC"
 echo "== kubectl kustomize (each kustomization renders)"
-for d in deploy/k8s/base deploy/k8s/servicemonitor deploy/k8s/embed-job; do
+for d in deploy/k8s/base deploy/k8s/servicemonitor deploy/k8s/embed-job deploy/k8s/tls; do
   kubectl kustomize "$d" >/dev/null
 done
 echo "== scale-out Job against the server and the worker (tests/deploy/check_k8s.py)"
 /usr/bin/python3 tests/deploy/check_k8s.py "$SRC"
+echo "== TLS set-ups: certificate mounts, probes, metrics address (tests/deploy/check_tls.py)"
+/usr/bin/python3 tests/deploy/check_tls.py "$SRC"
 echo "== compose and k8s against the Dockerfiles (tests/deploy/check_images.py)"
 /usr/bin/python3 tests/deploy/check_images.py "$SRC"
 echo "== grafana dashboard parses (its metric names are checked by prometheus_integration.sh)"
