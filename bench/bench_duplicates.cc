@@ -5,8 +5,6 @@
 // N^2/2 of all pairs, and the recall against brute force for a sample of rows.
 //
 //   updp-bench-duplicates --n 1000000 --d 256 --threshold 0.95
-#include <sys/resource.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +12,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "bench/bench_util.h"
 #include "server/select/duplicates.h"
 #include "server/select/kernels.h"
 #include "server/select/select.h"
@@ -35,16 +34,6 @@ ABSL_FLAG(int, threads, 0, "selection pool and intra-op threads (0 = one per cor
 namespace {
 
 using updp::select::SimilarPair;
-
-double PeakMb() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return ru.ru_maxrss / 1024.0;
-}
-
-double Since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
 
 torch::Tensor Unit(const torch::Tensor& x) {
   return torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1));
@@ -85,9 +74,7 @@ int main(int argc, char** argv) {
   updp::PreferPassiveOpenMp(argv);
   updp::ShowOwnFlagsInHelp();
   absl::ParseCommandLine(argc, argv);
-  const int threads = absl::GetFlag(FLAGS_threads) > 0
-                          ? absl::GetFlag(FLAGS_threads)
-                          : static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = updp::bench::ThreadsOr(absl::GetFlag(FLAGS_threads));
   torch::set_num_threads(threads);
   torch::NoGradGuard no_grad;
   const int64_t n = absl::GetFlag(FLAGS_n);
@@ -98,7 +85,7 @@ int main(int argc, char** argv) {
   const torch::Tensor x = MakeData(n, d, dups, absl::GetFlag(FLAGS_noise));
   std::printf("data: %lld x %lld float16, %lld planted copies, made in %.1f s, RSS %.0f MB\n",
               static_cast<long long>(n), static_cast<long long>(d), static_cast<long long>(dups),
-              Since(t0), PeakMb());
+              updp::bench::Since(t0), updp::bench::PeakMb());
   auto src = *updp::select::FeatureSource::FromTensor(x, /*normalize=*/true);
   updp::select::ThreadPool pool(threads);
   updp::select::DuplicateParameters p;
@@ -112,14 +99,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", std::string(pairs.status().message()).c_str());
     return 1;
   }
-  const double search_s = Since(t0);
+  const double search_s = updp::bench::Since(t0);
   const auto g = updp::select::GroupDuplicates(n, *pairs);
   std::printf(
       "search: %s, %lld cells, %d probes: %.1f s, %lld pairs >= %.3f, %zu groups; "
       "%.3g dot products = %.4f of all N^2/2; peak RSS %.0f MB\n",
       st.exact ? "exact" : "cells", static_cast<long long>(st.cells), st.probes, search_s,
       static_cast<long long>(pairs->size()), t, g.groups.size(), static_cast<double>(st.products),
-      st.products / (0.5 * static_cast<double>(n) * n), PeakMb());
+      st.products / (0.5 * static_cast<double>(n) * n), updp::bench::PeakMb());
   // Recall: every pair of a sample of rows, by brute force over all rows.
   const int q = static_cast<int>(std::min<int64_t>(absl::GetFlag(FLAGS_recall_queries), n));
   std::mt19937_64 rng(9);
@@ -144,7 +131,7 @@ int main(int argc, char** argv) {
   std::printf(
       "recall: %lld of %lld true pairs of %zu sampled rows found (%.4f); brute force %.1f s\n",
       static_cast<long long>(found), static_cast<long long>(truth), qrows.size(),
-      truth ? static_cast<double>(found) / truth : 1.0, Since(t0));
+      truth ? static_cast<double>(found) / truth : 1.0, updp::bench::Since(t0));
   const int64_t budget = absl::GetFlag(FLAGS_budget);
   if (budget > 0) {
     for (double dedup : {0.0, t}) {
@@ -164,9 +151,9 @@ int main(int argc, char** argv) {
       std::printf(
           "select %s B=%lld dedup=%.3f: %.1f s, %zu picks, %lld rows left out, %d round(s), "
           "%lld dropped; peak RSS %.0f MB\n",
-          o.strategy.c_str(), static_cast<long long>(budget), dedup, Since(t0), r->size(),
-          static_cast<long long>(rep.dedup_left_out), rep.dedup_rounds,
-          static_cast<long long>(rep.dedup_dropped), PeakMb());
+          o.strategy.c_str(), static_cast<long long>(budget), dedup, updp::bench::Since(t0),
+          r->size(), static_cast<long long>(rep.dedup_left_out), rep.dedup_rounds,
+          static_cast<long long>(rep.dedup_dropped), updp::bench::PeakMb());
     }
   }
   return 0;

@@ -7,7 +7,6 @@
 //
 // Each run happens in a forked child so its peak RSS (getrusage) is its own; the
 // shared input matrix is counted in every child's figure.
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +21,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/strings/str_split.h"
+#include "bench/bench_util.h"
 #include "server/select/select.h"
 #include "server/util/flags_help.h"
 #include "server/util/openmp_env.h"
@@ -66,9 +66,7 @@ Result InChild(const std::function<int()>& fn) {
     int picks = fn();
     Result r;
     r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    r.peak_mb = ru.ru_maxrss / 1024.0;
+    r.peak_mb = updp::bench::PeakMb();
     r.picks = picks;
     (void)!write(fds[1], &r, sizeof(r));
     _exit(0);
@@ -93,8 +91,8 @@ torch::Tensor MakeData(int64_t n, int64_t d) {
     const int64_t len = std::min<int64_t>(65536, n - b);
     torch::Tensor which = torch::randint(k, {len}, torch::kLong);
     torch::Tensor x = centres.index_select(0, which) + 0.05 * torch::randn({len, d});
-    out.narrow(0, b, len).copy_(torch::nn::functional::normalize(
-        x, torch::nn::functional::NormalizeFuncOptions().dim(1)));
+    out.narrow(0, b, len).copy_(
+        torch::nn::functional::normalize(x, torch::nn::functional::NormalizeFuncOptions().dim(1)));
   }
   return out;
 }
@@ -108,12 +106,11 @@ int main(int argc, char** argv) {
   // GNU OpenMP is not fork-safe: a thread team made in this process hangs the forked
   // runs, so the parent stays single-threaded and each child sets its own count.
   torch::set_num_threads(1);
-  const int threads = absl::GetFlag(FLAGS_threads) > 0
-                          ? absl::GetFlag(FLAGS_threads)
-                          : static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = updp::bench::ThreadsOr(absl::GetFlag(FLAGS_threads));
   g_threads = std::max(threads, 1);
   const int d = absl::GetFlag(FLAGS_d);
-  std::printf("| N | B | strategy | seconds | peak RSS (MB) | picks |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "| N | B | strategy | seconds | peak RSS (MB) | picks |\n|---|---|---|---|---|---|\n");
   for (const auto& ns : absl::GetFlag(FLAGS_n)) {
     const int64_t n = std::stoll(ns);
     torch::Tensor x = MakeData(n, d);
@@ -136,9 +133,10 @@ int main(int argc, char** argv) {
           auto phases = [&](const std::string& phase, double) {
             if (!absl::GetFlag(FLAGS_phases) || phase == last) return;
             last = phase;
-            std::fprintf(stderr, "  %s %lld/%lld: %s at %.2f s\n", s.c_str(),
-                         static_cast<long long>(n), static_cast<long long>(b), phase.c_str(),
-                         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+            std::fprintf(
+                stderr, "  %s %lld/%lld: %s at %.2f s\n", s.c_str(), static_cast<long long>(n),
+                static_cast<long long>(b), phase.c_str(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
           };
           auto picks = updp::select::Select(*source, o, pool, phases);
           return picks.ok() ? static_cast<int>(picks->size()) : -1;
@@ -194,9 +192,10 @@ int main(int argc, char** argv) {
           std::sort(ratios.begin(), ratios.end());
           std::string all;
           for (double r : ratios) all += (all.empty() ? "" : ", ") + std::to_string(r).substr(0, 4);
-          std::printf("| %lld | %lld | kmeans / faiss time ratio, median of %zu pairs (%s) | %.2f | | |\n",
-                      static_cast<long long>(n), static_cast<long long>(b), ratios.size(),
-                      all.c_str(), ratios[ratios.size() / 2]);
+          std::printf(
+              "| %lld | %lld | kmeans / faiss time ratio, median of %zu pairs (%s) | %.2f | | |\n",
+              static_cast<long long>(n), static_cast<long long>(b), ratios.size(), all.c_str(),
+              ratios[ratios.size() / 2]);
           std::fflush(stdout);
         }
       }
