@@ -1,27 +1,9 @@
 #include "client/tls_channel.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
+#include "server/util/flag_file.h"
 
 namespace updp::client {
-namespace {
-
-absl::StatusOr<std::string> ReadFile(const char* flag, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, " ", path, ": cannot read (", std::strerror(errno), ")"));
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-}  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFrom(
     const TlsClientFiles& f) {
@@ -33,14 +15,14 @@ absl::StatusOr<std::shared_ptr<grpc::ChannelCredentials>> ChannelCredentialsFrom
   }
   grpc::SslCredentialsOptions o;
   if (!f.ca.empty()) {
-    auto ca = ReadFile("tls_ca", f.ca);
+    auto ca = ReadFlagFile("tls_ca", f.ca);
     if (!ca.ok()) return ca.status();
     o.pem_root_certs = *ca;
   }
   if (!f.cert.empty()) {
-    auto cert = ReadFile("tls_cert", f.cert);
+    auto cert = ReadFlagFile("tls_cert", f.cert);
     if (!cert.ok()) return cert.status();
-    auto key = ReadFile("tls_key", f.key);
+    auto key = ReadFlagFile("tls_key", f.key);
     if (!key.ok()) return key.status();
     o.pem_cert_chain = *cert;
     o.pem_private_key = *key;

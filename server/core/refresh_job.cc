@@ -127,8 +127,15 @@ absl::Status ServerCore::Refresh(JobContext& ctx) {
   for (const FailedItemRow& f : list->failed) {
     if (!known.count(f.item_id)) c.failed.push_back(f);  // a known one becomes missing
   }
+  int64_t still_missing = 0;
   for (const auto& [id, k] : known) {
-    if (!k.seen && !k.missing) c.now_missing.push_back(k.idx);
+    if (!k.seen) {
+      if (k.missing) {
+        ++still_missing;
+      } else {
+        c.now_missing.push_back(k.idx);
+      }
+    }
   }
   // The new items, at indexes no reader looks at until the commit.
   const auto n_added = static_cast<int64_t>(added.size());
@@ -141,8 +148,6 @@ absl::Status ServerCore::Refresh(JobContext& ctx) {
   if (!progress.Report("items", n_added, n_added)) return JobStopped();
   c.num_items = d->num_items + n_added;
   if (auto s = store_->CommitRefresh(name, c); !s.ok()) return s;
-  int64_t still_missing = 0;
-  for (const auto& [id, k] : known) still_missing += k.missing && !k.seen;
   ctx.SetResult(absl::StrCat(
       "{\"items_before\":", d->num_items, ",\"added\":", n_added, ",\"num_items\":", c.num_items,
       ",\"now_missing\":", c.now_missing.size(), ",\"found_again\":", c.found_again.size(),

@@ -62,6 +62,21 @@ json MapJson(const select::PickMap& m, const std::vector<int64_t>& item_of_row) 
       {"points", {{"x", xs}, {"y", ys}, {"item", items}, {"rank", ranks}, {"cluster", cl}}}};
 }
 
+// The feature rows of the items at `idx` (failed items have no row), ascending.
+std::vector<int64_t> RowsOfItems(const std::vector<int64_t>& idx, int64_t num_items,
+                                 const std::vector<int64_t>& item_of_row) {
+  std::vector<int64_t> rows;
+  if (idx.empty()) return rows;
+  std::vector<char> wanted(num_items, 0);
+  for (int64_t i : idx) {
+    if (i >= 0 && i < num_items) wanted[i] = 1;
+  }
+  for (size_t r = 0; r < item_of_row.size(); ++r) {
+    if (wanted[item_of_row[r]]) rows.push_back(static_cast<int64_t>(r));
+  }
+  return rows;
+}
+
 }  // namespace
 
 absl::Status ModelEngine::ExtractPromptFeatures(JobContext& ctx, const std::string& dataset,
@@ -203,27 +218,15 @@ absl::Status ModelEngine::RunSelect(JobContext& ctx) {
   if (!p.labeled_ids.empty()) {
     auto found = store.FindItemIds(job.dataset, p.labeled_ids);
     if (!found.ok()) return found.status();
-    std::vector<char> labeled_item(num_items, 0);
-    for (const auto& [id, idx] : *found) labeled_item[idx] = 1;
-    for (size_t r = 0; r < item_of_row.size(); ++r) {  // failed items have no row
-      if (labeled_item[item_of_row[r]]) o.labeled.push_back(static_cast<int64_t>(r));
-    }
+    std::vector<int64_t> idx;
+    for (const auto& [id, i] : *found) idx.push_back(i);
+    o.labeled = RowsOfItems(idx, num_items, item_of_row);
   }
   // Items never to pick: those whose files a refresh found gone, and with only_new those
   // added before the newest refresh. Not labeled: they cover nothing.
-  {
-    auto ex = store.ExcludedItems(job.dataset, p.min_generation);
-    if (!ex.ok()) return ex.status();
-    if (!ex->empty()) {
-      std::vector<char> excluded_item(num_items, 0);
-      for (int64_t idx : *ex) {
-        if (idx < num_items) excluded_item[idx] = 1;
-      }
-      for (size_t r = 0; r < item_of_row.size(); ++r) {
-        if (excluded_item[item_of_row[r]]) o.excluded.push_back(static_cast<int64_t>(r));
-      }
-    }
-  }
+  auto excluded = store.ExcludedItems(job.dataset, p.min_generation);
+  if (!excluded.ok()) return excluded.status();
+  o.excluded = RowsOfItems(*excluded, num_items, item_of_row);
   o.dedup.threshold = p.dedup;
   if (p.strategy == "updp") {
     o.updp.rule = p.rule;

@@ -7,29 +7,11 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
+#include "server/util/flag_file.h"
 
 namespace updp::rpc {
 namespace {
-
-absl::StatusOr<std::string> ReadPem(const char* flag, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, " ", path, ": cannot read (", std::strerror(errno), ")"));
-  }
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) {
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", path, ": cannot read"));
-  }
-  return s.str();
-}
 
 // The first certificate of a PEM text, or null.
 X509* FirstCert(const std::string& pem) {
@@ -76,14 +58,14 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentialsFrom(c
     return absl::InvalidArgumentError(
         "TLS needs both --tls_cert and --tls_key (--tls_client_ca adds client certificates)");
   }
-  auto cert = ReadPem("tls_cert", f.cert);
+  auto cert = ReadFlagFile("tls_cert", f.cert);
   if (!cert.ok()) return cert.status();
-  auto key = ReadPem("tls_key", f.key);
+  auto key = ReadFlagFile("tls_key", f.key);
   if (!key.ok()) return key.status();
   if (auto st = CheckPair(f, *cert, *key); !st.ok()) return st;
   grpc::SslServerCredentialsOptions o;
   if (!f.client_ca.empty()) {
-    auto ca = ReadPem("tls_client_ca", f.client_ca);
+    auto ca = ReadFlagFile("tls_client_ca", f.client_ca);
     if (!ca.ok()) return ca.status();
     X509* first = FirstCert(*ca);
     X509_free(first);
