@@ -1,7 +1,9 @@
 // updpctl: the command-line client of updp-server.
 //
-//   updpctl [--addr HOST:PORT] [--tls] [--tls_ca F] [--tls_cert F --tls_key F] COMMAND ...
-//           (default $UPDP_ADDR or localhost:50051; $UPDP_TLS, $UPDP_TLS_CA, ...)
+//   updpctl [--addr HOST:PORT] [--tls] [--tls_ca F] [--tls_cert F --tls_key F]
+//           [--token T | --token_file F] COMMAND ...
+//           (default $UPDP_ADDR or localhost:50051; $UPDP_TLS, $UPDP_TLS_CA, ...,
+//           $UPDP_TOKEN, $UPDP_TOKEN_FILE)
 //   dataset register NAME (--images DIR | --manifest FILE | --embeddings FILE.npy [--ids FILE])
 //                    [--async]
 //   dataset list | show NAME | delete NAME
@@ -38,6 +40,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/strip.h"
+#include "client/channel.h"
 #include "client/client_lib.h"
 #include "client/duplicates_out.h"
 #include "client/labeled_list.h"
@@ -95,6 +98,9 @@ TLS (any of these set: the connection uses TLS; each flag wins over its variable
                     (default: the system roots)
   --tls_cert FILE   client certificate (PEM), for a server with --tls_client_ca; $UPDP_TLS_CERT
   --tls_key FILE    its private key (PEM); $UPDP_TLS_KEY
+Token (a server with --auth_tokens): sent as `authorization: Bearer TOKEN` on every call:
+  --token TOKEN     (visible to other local users in the process list: prefer the next two)
+  --token_file FILE the first line of FILE; else $UPDP_TOKEN, else $UPDP_TOKEN_FILE
 )";
 
 // The usage text with the strategies (from the one list of their names).
@@ -210,8 +216,8 @@ void PrintDataset(const v1::Dataset& d) {
 
 class Cli {
  public:
-  Cli(const std::string& addr, std::shared_ptr<grpc::ChannelCredentials> creds)
-      : channel_(grpc::CreateChannel(addr, std::move(creds))), stub_(v1::Updp::NewStub(channel_)) {}
+  explicit Cli(std::shared_ptr<grpc::Channel> channel)
+      : channel_(std::move(channel)), stub_(v1::Updp::NewStub(channel_)) {}
 
   // grpc.health.v1 check, for container HEALTHCHECKs and scripts.
   int Health(const Args& a) {
@@ -770,7 +776,9 @@ int main(int argc, char** argv) {
   tls.key = flag_or_env("tls_key", "UPDP_TLS_KEY");
   auto creds = client::ChannelCredentialsFrom(tls);
   if (!creds.ok()) Die(std::string(creds.status().message()));
-  Cli cli(addr, *creds);
+  auto token = client::ResolveToken(a.Get("token"), a.Get("token_file"));
+  if (!token.ok()) Die(std::string(token.status().message()));
+  Cli cli(client::MakeChannel(addr, *creds, *token));
   const std::string& cmd = a.pos[0];
   if (cmd == "dataset") return cli.Dataset(a);
   if (cmd == "embed") return cli.Embed(a);

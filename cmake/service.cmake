@@ -35,7 +35,10 @@ target_link_libraries(updp_proto PUBLIC gRPC::grpc++ protobuf::libprotobuf)
 
 # Core: datasets, jobs, storage, metrics. No gRPC and no LibTorch anywhere below
 # server/core (it compiles without their headers).
+find_package(OpenSSL REQUIRED)
 add_library(updp_core
+  server/core/audit_log.cc
+  server/core/auth.cc
   server/core/data_dir_lock.cc
   server/core/embeddings_upload.cc
   server/core/job_manager.cc
@@ -54,7 +57,8 @@ add_library(updp_core
 target_include_directories(updp_core PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(updp_core PUBLIC updp_util updp_select_base absl::status absl::statusor absl::strings
                       nlohmann_json::nlohmann_json SQLite::SQLite3 prometheus-cpp::core
-                      PkgConfig::HTTPLIB Threads::Threads)
+                      PkgConfig::HTTPLIB Threads::Threads absl::time
+                      PRIVATE OpenSSL::Crypto)
 
 # The model-backed engine: job bodies (EMBED, LEARN_PROMPT, SELECT), model loading,
 # embeddings import, prompt checks. Registered into the core's job manager by the app.
@@ -68,9 +72,9 @@ add_library(updp_engine
 target_link_libraries(updp_engine PUBLIC updp_core updp_features)
 target_precompile_headers(updp_engine PRIVATE <torch/torch.h>)
 
-find_package(OpenSSL REQUIRED)
-add_library(updp_rpc server/rpc/convert.cc server/rpc/service_impl.cc server/rpc/server.cc
-            server/rpc/tls.cc server/rpc/upload_reactor.cc)
+add_library(updp_rpc server/rpc/call_gate.cc server/rpc/convert.cc server/rpc/limits.cc
+            server/rpc/service_impl.cc server/rpc/server.cc server/rpc/tls.cc
+            server/rpc/upload_reactor.cc)
 target_link_libraries(updp_rpc PUBLIC updp_core updp_proto gRPC::grpc++ gRPC::grpc++_reflection
                       PRIVATE OpenSSL::Crypto)
 
@@ -81,7 +85,7 @@ target_link_libraries(updp_app PUBLIC updp_rpc updp_engine)
 add_executable(updp-server server/main.cc)
 target_link_libraries(updp-server PRIVATE updp_app absl::flags absl::flags_parse absl::flags_usage)
 
-add_library(updp_client client/client_lib.cc client/duplicates_out.cc client/labeled_list.cc
+add_library(updp_client client/channel.cc client/client_lib.cc client/duplicates_out.cc client/labeled_list.cc
             client/report_fetch.cc client/report_html.cc client/tls_channel.cc)
 target_include_directories(updp_client PUBLIC ${CMAKE_SOURCE_DIR})
 target_link_libraries(updp_client PUBLIC updp_util updp_select_base updp_proto absl::str_format absl::status absl::statusor absl::strings

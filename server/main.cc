@@ -72,6 +72,21 @@ ABSL_FLAG(int64_t, max_upload_bytes, int64_t{64} << 30,
           "largest UploadEmbeddings call, in bytes of values as sent (rows x dim x 2, 4 or 8); "
           "the call needs about as much free space under --data_dir/uploads while it runs");
 ABSL_FLAG(int, rpc_queue, 256, "queued request work beyond which calls get RESOURCE_EXHAUSTED");
+ABSL_FLAG(std::string, auth_tokens, "",
+          "file of `token role [name]` lines (roles reader < operator < admin): every updp.v1 "
+          "call then needs `authorization: Bearer <token>` metadata; empty: no authentication");
+ABSL_FLAG(std::string, audit_log, "-",
+          "where the audit trail goes (a JSON line per state-changing or refused call): a file "
+          "to append to, or - for standard error");
+ABSL_FLAG(int64_t, max_request_bytes, int64_t{64} << 20,
+          "largest message a client may send (RESOURCE_EXHAUSTED beyond); 64 MiB holds a prompt "
+          "artifact");
+ABSL_FLAG(int64_t, max_labeled_ids, 1000000, "most labeled_ids in one Select (at most 1,000,000)");
+ABSL_FLAG(int64_t, max_page_size, 10000, "largest page_size or limit of a listing (at most 10,000)");
+ABSL_FLAG(int64_t, max_name_length, 64, "longest dataset or prompt name in a request (at most 64)");
+ABSL_FLAG(int64_t, max_string_bytes, 4096, "longest other string in a request (paths, ids)");
+ABSL_FLAG(int64_t, max_watchers_per_job, 1000, "open WatchJob streams of one job");
+ABSL_FLAG(int64_t, max_watchers, 10000, "open WatchJob streams in all");
 
 int main(int argc, char** argv) {
   updp::PreferPassiveOpenMp(argv);  // before any OpenMP work; see openmp_env.h
@@ -138,6 +153,39 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  updp::app::AppOptions ao;
+  ao.rpc.limits.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  ao.rpc.limits.max_labeled_ids = absl::GetFlag(FLAGS_max_labeled_ids);
+  ao.rpc.limits.max_page_size = absl::GetFlag(FLAGS_max_page_size);
+  ao.rpc.limits.max_name_length = absl::GetFlag(FLAGS_max_name_length);
+  ao.rpc.limits.max_string_bytes = absl::GetFlag(FLAGS_max_string_bytes);
+  ao.rpc.limits.max_watchers_per_job = absl::GetFlag(FLAGS_max_watchers_per_job);
+  ao.rpc.limits.max_watchers = absl::GetFlag(FLAGS_max_watchers);
+  if (auto st = updp::rpc::ValidateLimits(ao.rpc.limits); !st.ok()) {
+    std::cerr << "updp-server: " << st.message() << "\n";
+    return 1;
+  }
+  if (const std::string f = absl::GetFlag(FLAGS_auth_tokens); !f.empty()) {
+    auto tokens = updp::core::TokenTable::Load(f);
+    if (!tokens.ok()) {
+      std::cerr << "updp-server: " << tokens.status().message() << "\n";
+      return 1;
+    }
+    std::cerr << "updp-server: token authentication on: " << tokens->size() << " tokens from "
+              << f << "\n";
+    if (!tls.enabled()) {
+      std::cerr << "updp-server: warning: --auth_tokens without --tls_cert: tokens travel in "
+                   "plaintext; use TLS unless a trusted proxy terminates it\n";
+    }
+    ao.rpc.tokens = std::make_shared<const updp::core::TokenTable>(std::move(*tokens));
+  }
+  auto audit = updp::core::AuditLog::Open(absl::GetFlag(FLAGS_audit_log));
+  if (!audit.ok()) {
+    std::cerr << "updp-server: " << audit.status().message() << "\n";
+    return 1;
+  }
+  ao.rpc.audit = std::move(*audit);
+
   updp::core::Metrics metrics;
   if (int mp = absl::GetFlag(FLAGS_metrics_port); mp > 0) {
     std::string mh = absl::GetFlag(FLAGS_metrics_host);
@@ -150,7 +198,6 @@ int main(int argc, char** argv) {
   }
   const std::string address =
       absl::StrCat(absl::GetFlag(FLAGS_host), ":", absl::GetFlag(FLAGS_port));
-  updp::app::AppOptions ao;
   ao.rpc.pool_threads = absl::GetFlag(FLAGS_rpc_threads);
   ao.rpc.pool_queue = absl::GetFlag(FLAGS_rpc_queue);
   if (tls.enabled()) ao.rpc.credentials = *creds;

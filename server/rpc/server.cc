@@ -19,9 +19,12 @@ constexpr char kServiceName[] = "updp.v1.Updp";
 absl::StatusOr<std::unique_ptr<UpdpServer>> UpdpServer::Start(core::ServerCore* core,
                                                               const std::string& address,
                                                               const RpcOptions& options) {
+  if (auto st = ValidateLimits(options.limits); !st.ok()) return st;
   std::unique_ptr<UpdpServer> s(new UpdpServer());
   s->pool_ = std::make_unique<core::WorkPool>(options.pool_threads, options.pool_queue);
-  s->service_ = std::make_unique<UpdpServiceImpl>(core, s->pool_.get());
+  s->gate_ = std::make_unique<CallGate>(core->metrics(), options.tokens, options.audit,
+                                        options.limits);
+  s->service_ = std::make_unique<UpdpServiceImpl>(core, s->pool_.get(), s->gate_.get());
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -31,8 +34,8 @@ absl::StatusOr<std::unique_ptr<UpdpServer>> UpdpServer::Start(core::ServerCore* 
   // Two servers on one port would share requests between two states.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(s->service_.get());
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
-  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(options.limits.max_request_bytes));
+  builder.SetMaxSendMessageSize(options.max_send_bytes);
   s->server_ = builder.BuildAndStart();
   if (!s->server_ || s->port_ == 0) {
     // gRPC also fails here on TLS material its handshaker rejects (tls.cc checks the

@@ -10,19 +10,30 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "server/core/audit_log.h"
+#include "server/core/auth.h"
 #include "server/core/server_core.h"
 #include "server/core/work_pool.h"
+#include "server/rpc/limits.h"
 
 namespace updp::rpc {
 
+class CallGate;
 class UpdpServiceImpl;
 
 struct RpcOptions {
-  int pool_threads = 8;               // request work (registrations, imports, submits)
-  int pool_queue = 256;               // queued request work beyond which RESOURCE_EXHAUSTED
-  int max_message_bytes = 256 << 20;  // prompt artifacts
+  int pool_threads = 8;  // request work (registrations, imports, submits)
+  int pool_queue = 256;  // queued request work beyond which RESOURCE_EXHAUSTED
+  // What clients may send (limits.max_request_bytes is the largest message).
+  RequestLimits limits;
+  // The largest message the server sends (an exported prompt artifact, a report page).
+  int max_send_bytes = 256 << 20;
   // The listening port's credentials (tls.h); null: plaintext.
   std::shared_ptr<grpc::ServerCredentials> credentials;
+  // Bearer tokens and their roles (--auth_tokens); null: no authentication.
+  std::shared_ptr<const core::TokenTable> tokens;
+  // Where audit lines go; null: nowhere.
+  std::shared_ptr<core::AuditLog> audit;
 };
 
 class UpdpServer {
@@ -44,6 +55,7 @@ class UpdpServer {
  private:
   UpdpServer() = default;
   std::unique_ptr<core::WorkPool> pool_;
+  std::unique_ptr<CallGate> gate_;
   std::unique_ptr<UpdpServiceImpl> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -12,22 +12,21 @@
 namespace updp::rpc {
 namespace {
 
-double Since(std::chrono::steady_clock::time_point t) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
-}
-
 // Streams a job's events. Updates arrive from the job's worker thread through a
 // non-blocking callback; progress-only updates replace the pending one (so a slow
 // client sees the latest progress, never a backlog), state changes are all kept.
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
-  WatchReactor(core::ServerCore* core, const std::string& job_id)
-      : core_(core), start_(std::chrono::steady_clock::now()) {
+  // Holds one of `slots` (acquired by the caller) until the stream ends.
+  WatchReactor(core::ServerCore* core, CallGate* gate, const CallRecord& rec, WatcherSlots* slots,
+               const std::string& job_id)
+      : core_(core), gate_(gate), rec_(rec), slots_(slots), job_id_(job_id) {
     auto token = core_->jobs().Subscribe(job_id, [this](const core::JobInfo& j) { OnUpdate(j); });
     if (!token.ok()) {
       std::lock_guard<std::mutex> l(mu_);
       finished_ = true;
       status_ = ToGrpc(token.status());
+      ReleaseSlotLocked();
       Finish(status_);
       return;
     }
@@ -67,9 +66,11 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
     }
     // After Unsubscribe returns no callback can reach this object.
     if (sub) core_->jobs().Unsubscribe(token);
-    if (core_->metrics()) {
-      core_->metrics()->RpcFinished("WatchJob", GrpcCodeName(status_.error_code()), Since(start_));
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      ReleaseSlotLocked();
     }
+    gate_->Done(rec_, status_);
     delete this;
   }
 
@@ -99,19 +100,31 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
     StartWrite(&event_);
   }
 
+  // Before the status goes out: a client that saw its stream end finds the slot free.
+  void ReleaseSlotLocked() {
+    if (slot_released_) return;
+    slot_released_ = true;
+    slots_->Release(job_id_);
+  }
+
   void FinishLocked(grpc::Status s) {
+    ReleaseSlotLocked();
     finished_ = true;
     status_ = s;
     Finish(s);
   }
 
   core::ServerCore* core_;
-  std::chrono::steady_clock::time_point start_;
+  CallGate* gate_;
+  const CallRecord rec_;
+  WatcherSlots* slots_;
+  const std::string job_id_;
   std::mutex mu_;
   int64_t token_ = 0;
   bool subscribed_ = false;
   bool writing_ = false, finished_ = false, cancelled_ = false;
   bool sent_final_ = false, final_queued_ = false;
+  bool slot_released_ = false;
   std::deque<core::JobInfo> pending_;
   v1::JobEvent event_;
   grpc::Status status_ = grpc::Status::OK;
@@ -141,9 +154,9 @@ core::SourceKind KindOf(const v1::RegisterDatasetRequest& r, std::string* path, 
 // CANCELLED, and the job carries on.
 class RegisterReactor : public grpc::ServerUnaryReactor {
  public:
-  RegisterReactor(core::ServerCore* core, core::WorkPool* pool,
-                  const v1::RegisterDatasetRequest& req, v1::Dataset* resp)
-      : core_(core), call_(std::make_shared<Call>()), start_(std::chrono::steady_clock::now()) {
+  RegisterReactor(core::ServerCore* core, core::WorkPool* pool, CallGate* gate,
+                  const CallRecord& rec, const v1::RegisterDatasetRequest& req, v1::Dataset* resp)
+      : core_(core), gate_(gate), rec_(rec), call_(std::make_shared<Call>()) {
     call_->reactor = this;
     call_->resp = resp;
     // Everything the pool needs is copied: it never touches the request.
@@ -174,10 +187,6 @@ class RegisterReactor : public grpc::ServerUnaryReactor {
     }
     // A job callback still pending finds the call finished and returns.
     if (token) core_->jobs().Unsubscribe(token);
-    if (core_->metrics()) {
-      core_->metrics()->RpcFinished("RegisterDataset", GrpcCodeName(status.error_code()),
-                                    Since(start_));
-    }
     delete this;
   }
 
@@ -259,12 +268,23 @@ class RegisterReactor : public grpc::ServerUnaryReactor {
       if (d && s.ok()) ToProto(*d, call->resp);
       r = call->reactor;
     }
+    // Metrics and audit before the answer: a caller who has it finds its audit line.
+    r->gate_->Done(r->rec_, s);
     r->Finish(s);  // outside the lock: OnDone takes it
   }
 
   core::ServerCore* core_;
+  CallGate* gate_;
+  const CallRecord rec_;
   std::shared_ptr<Call> call_;
-  std::chrono::steady_clock::time_point start_;
+};
+
+// A streaming call the gate refused: finishes at once.
+template <typename Base>
+class Refused : public Base {
+ public:
+  explicit Refused(const grpc::Status& s) { this->Finish(s); }
+  void OnDone() override { delete this; }
 };
 
 }  // namespace
@@ -278,55 +298,72 @@ grpc::Status RunGuarded(Fn& fn) {
   }
 }
 
-void UpdpServiceImpl::Finish(grpc::ServerUnaryReactor* r, const char* method,
-                             std::chrono::steady_clock::time_point start, const grpc::Status& s) {
-  if (core_->metrics()) {
-    core_->metrics()->RpcFinished(method, GrpcCodeName(s.error_code()), Since(start));
-  }
+void UpdpServiceImpl::Finish(grpc::ServerUnaryReactor* r, const CallRecord& rec,
+                             const grpc::Status& s) {
+  gate_->Done(rec, s);
   r->Finish(s);
 }
 
 template <typename Fn>
 grpc::ServerUnaryReactor* UpdpServiceImpl::Inline(grpc::CallbackServerContext* ctx,
-                                                  const char* method, Fn fn) {
-  const auto start = std::chrono::steady_clock::now();
+                                                  const char* method,
+                                                  const google::protobuf::Message& req, Fn fn) {
   auto* r = ctx->DefaultReactor();
-  Finish(r, method, start, RunGuarded(fn));
+  CallRecord rec;
+  if (auto s = gate_->Admit(ctx, method, &req, &rec); !s.ok()) {
+    r->Finish(s);
+    return r;
+  }
+  Finish(r, rec, RunGuarded(fn));
   return r;
 }
 
 template <typename Fn>
 grpc::ServerUnaryReactor* UpdpServiceImpl::Offload(grpc::CallbackServerContext* ctx,
-                                                   const char* method, Fn fn) {
-  const auto start = std::chrono::steady_clock::now();
+                                                   const char* method,
+                                                   const google::protobuf::Message& req, Fn fn) {
   auto* r = ctx->DefaultReactor();
+  CallRecord rec;
+  if (auto s = gate_->Admit(ctx, method, &req, &rec); !s.ok()) {
+    r->Finish(s);
+    return r;
+  }
   // The request and response stay valid until Finish: gRPC owns them until then.
-  const bool queued = pool_->TrySchedule([this, r, method, start, fn = std::move(fn)]() mutable {
-    Finish(r, method, start, RunGuarded(fn));
-  });
+  const bool queued = pool_->TrySchedule(
+      [this, r, rec, fn = std::move(fn)]() mutable { Finish(r, rec, RunGuarded(fn)); });
   if (!queued) {
-    Finish(r, method, start,
+    Finish(r, rec,
            grpc::Status(grpc::RESOURCE_EXHAUSTED,
                         "server busy: too many requests in progress (--rpc_queue); retry later"));
   }
   return r;
 }
 
-grpc::ServerUnaryReactor* UpdpServiceImpl::RegisterDataset(grpc::CallbackServerContext*,
+grpc::ServerUnaryReactor* UpdpServiceImpl::RegisterDataset(grpc::CallbackServerContext* ctx,
                                                            const v1::RegisterDatasetRequest* req,
                                                            v1::Dataset* resp) {
-  return new RegisterReactor(core_, pool_, *req, resp);
+  CallRecord rec;
+  if (auto s = gate_->Admit(ctx, "RegisterDataset", req, &rec); !s.ok()) {
+    auto* r = ctx->DefaultReactor();
+    r->Finish(s);
+    return r;
+  }
+  return new RegisterReactor(core_, pool_, gate_, rec, *req, resp);
 }
 
 grpc::ServerReadReactor<v1::UploadEmbeddingsRequest>* UpdpServiceImpl::UploadEmbeddings(
     grpc::CallbackServerContext* ctx, v1::Dataset* resp) {
-  return NewUploadReactor(ctx, core_, pool_, resp);
+  CallRecord rec;
+  if (auto s = gate_->Admit(ctx, "UploadEmbeddings", nullptr, &rec); !s.ok()) {
+    return new Refused<grpc::ServerReadReactor<v1::UploadEmbeddingsRequest>>(s);
+  }
+  return NewUploadReactor(ctx, core_, pool_, gate_, rec, resp);
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetDataset(grpc::CallbackServerContext* ctx,
                                                       const v1::GetDatasetRequest* req,
                                                       v1::Dataset* resp) {
-  return Inline(ctx, "GetDataset", [&]() -> absl::Status {
+  return Inline(ctx, "GetDataset", *req, [&]() -> absl::Status {
     auto d = core_->GetDataset(req->name());
     if (!d.ok()) return d.status();
     ToProto(*d, resp);
@@ -335,9 +372,9 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetDataset(grpc::CallbackServerContex
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::ListDatasets(grpc::CallbackServerContext* ctx,
-                                                        const v1::ListDatasetsRequest*,
+                                                        const v1::ListDatasetsRequest* req,
                                                         v1::ListDatasetsResponse* resp) {
-  return Inline(ctx, "ListDatasets", [&]() -> absl::Status {
+  return Inline(ctx, "ListDatasets", *req, [&]() -> absl::Status {
     auto list = core_->ListDatasets();
     if (!list.ok()) return list.status();
     for (const auto& d : *list) ToProto(d, resp->add_datasets());
@@ -348,13 +385,13 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ListDatasets(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* UpdpServiceImpl::DeleteDataset(grpc::CallbackServerContext* ctx,
                                                          const v1::DeleteDatasetRequest* req,
                                                          v1::DeleteDatasetResponse*) {
-  return Offload(ctx, "DeleteDataset", [this, req] { return core_->DeleteDataset(req->name()); });
+  return Offload(ctx, "DeleteDataset", *req, [this, req] { return core_->DeleteDataset(req->name()); });
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::StartEmbedding(grpc::CallbackServerContext* ctx,
                                                           const v1::StartEmbeddingRequest* req,
                                                           v1::Job* resp) {
-  return Offload(ctx, "StartEmbedding", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "StartEmbedding", *req, [this, req, resp]() -> absl::Status {
     auto j = core_->StartEmbedding(req->dataset(), req->batch_size());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -365,7 +402,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::StartEmbedding(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* UpdpServiceImpl::AttachFeatures(grpc::CallbackServerContext* ctx,
                                                           const v1::AttachFeaturesRequest* req,
                                                           v1::Job* resp) {
-  return Offload(ctx, "AttachFeatures", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "AttachFeatures", *req, [this, req, resp]() -> absl::Status {
     auto j = core_->AttachFeatures(req->dataset(), req->dir());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -376,7 +413,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::AttachFeatures(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* UpdpServiceImpl::RefreshDataset(grpc::CallbackServerContext* ctx,
                                                           const v1::RefreshDatasetRequest* req,
                                                           v1::Job* resp) {
-  return Offload(ctx, "RefreshDataset", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "RefreshDataset", *req, [this, req, resp]() -> absl::Status {
     auto j = core_->StartRefresh(req->name());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -387,7 +424,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::RefreshDataset(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* UpdpServiceImpl::ListItems(grpc::CallbackServerContext* ctx,
                                                      const v1::ListItemsRequest* req,
                                                      v1::ListItemsResponse* resp) {
-  return Inline(ctx, "ListItems", [&]() -> absl::Status {
+  return Inline(ctx, "ListItems", *req, [&]() -> absl::Status {
     auto page = core_->ListItems(req->dataset(), req->page_size(), req->page_token());
     if (!page.ok()) return page.status();
     for (const auto& r : page->items) {
@@ -408,7 +445,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ListItems(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* UpdpServiceImpl::LearnPrompt(grpc::CallbackServerContext* ctx,
                                                        const v1::LearnPromptRequest* req,
                                                        v1::Job* resp) {
-  return Offload(ctx, "LearnPrompt", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "LearnPrompt", *req, [this, req, resp]() -> absl::Status {
     core::LearnPromptParams p;
     p.prompt_name = req->prompt_name();
     if (req->num_context()) p.num_context = req->num_context();
@@ -430,7 +467,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::LearnPrompt(grpc::CallbackServerConte
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::Select(grpc::CallbackServerContext* ctx,
                                                   const v1::SelectRequest* req, v1::Job* resp) {
-  return Offload(ctx, "Select", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "Select", *req, [this, req, resp]() -> absl::Status {
     core::SelectParams p;
     p.strategy = req->strategy();
     p.budget = req->budget();
@@ -451,7 +488,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::Select(grpc::CallbackServerContext* c
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetJob(grpc::CallbackServerContext* ctx,
                                                   const v1::GetJobRequest* req, v1::Job* resp) {
-  return Inline(ctx, "GetJob", [&]() -> absl::Status {
+  return Inline(ctx, "GetJob", *req, [&]() -> absl::Status {
     auto j = core_->jobs().Get(req->job_id());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -462,7 +499,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetJob(grpc::CallbackServerContext* c
 grpc::ServerUnaryReactor* UpdpServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                     const v1::ListJobsRequest* req,
                                                     v1::ListJobsResponse* resp) {
-  return Inline(ctx, "ListJobs", [&]() -> absl::Status {
+  return Inline(ctx, "ListJobs", *req, [&]() -> absl::Status {
     auto list = core_->ListJobs(req->dataset(), FromProto(req->state()), req->limit());
     if (!list.ok()) return list.status();
     for (const auto& j : *list) {
@@ -477,7 +514,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ListJobs(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* UpdpServiceImpl::CancelJob(grpc::CallbackServerContext* ctx,
                                                      const v1::CancelJobRequest* req,
                                                      v1::Job* resp) {
-  return Offload(ctx, "CancelJob", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "CancelJob", *req, [this, req, resp]() -> absl::Status {
     auto j = core_->jobs().Cancel(req->job_id());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -488,7 +525,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::CancelJob(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* UpdpServiceImpl::ResumeJob(grpc::CallbackServerContext* ctx,
                                                      const v1::ResumeJobRequest* req,
                                                      v1::Job* resp) {
-  return Offload(ctx, "ResumeJob", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "ResumeJob", *req, [this, req, resp]() -> absl::Status {
     auto j = core_->jobs().Resume(req->job_id());
     if (!j.ok()) return j.status();
     ToProto(*j, resp);
@@ -496,15 +533,24 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ResumeJob(grpc::CallbackServerContext
   });
 }
 
-grpc::ServerWriteReactor<v1::JobEvent>* UpdpServiceImpl::WatchJob(grpc::CallbackServerContext*,
+grpc::ServerWriteReactor<v1::JobEvent>* UpdpServiceImpl::WatchJob(grpc::CallbackServerContext* ctx,
                                                                   const v1::WatchJobRequest* req) {
-  return new WatchReactor(core_, req->job_id());
+  CallRecord rec;
+  if (auto s = gate_->Admit(ctx, "WatchJob", req, &rec); !s.ok()) {
+    return new Refused<grpc::ServerWriteReactor<v1::JobEvent>>(s);
+  }
+  if (auto st = watchers_.Acquire(req->job_id()); !st.ok()) {
+    const grpc::Status s = ToGrpc(st);
+    gate_->Done(rec, s);
+    return new Refused<grpc::ServerWriteReactor<v1::JobEvent>>(s);
+  }
+  return new WatchReactor(core_, gate_, rec, &watchers_, req->job_id());
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelection(grpc::CallbackServerContext* ctx,
                                                         const v1::GetSelectionRequest* req,
                                                         v1::GetSelectionResponse* resp) {
-  return Inline(ctx, "GetSelection", [&]() -> absl::Status {
+  return Inline(ctx, "GetSelection", *req, [&]() -> absl::Status {
     auto page = core_->GetSelection(req->job_id(), req->page_size(), req->page_token());
     if (!page.ok()) return page.status();
     for (const auto& r : page->items) {
@@ -527,7 +573,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelectionReport(
     grpc::CallbackServerContext* ctx, const v1::GetSelectionReportRequest* req,
     v1::SelectionReport* resp) {
   // Decodes images for the thumbnails: on the work pool.
-  return Offload(ctx, "GetSelectionReport", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "GetSelectionReport", *req, [this, req, resp]() -> absl::Status {
     core::SelectionReportRequest r;
     r.job_id = req->job_id();
     r.thumbnail_size = req->thumbnail_size();
@@ -581,7 +627,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelectionReport(
 grpc::ServerUnaryReactor* UpdpServiceImpl::FindDuplicates(grpc::CallbackServerContext* ctx,
                                                           const v1::FindDuplicatesRequest* req,
                                                           v1::Job* resp) {
-  return Offload(ctx, "FindDuplicates", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "FindDuplicates", *req, [this, req, resp]() -> absl::Status {
     core::DuplicatesParams p;
     p.threshold = req->threshold();
     p.features = req->features();
@@ -595,7 +641,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::FindDuplicates(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetDuplicates(grpc::CallbackServerContext* ctx,
                                                          const v1::GetDuplicatesRequest* req,
                                                          v1::GetDuplicatesResponse* resp) {
-  return Inline(ctx, "GetDuplicates", [&]() -> absl::Status {
+  return Inline(ctx, "GetDuplicates", *req, [&]() -> absl::Status {
     auto page = core_->GetDuplicates(req->job_id(), req->page_size(), req->page_token());
     if (!page.ok()) return page.status();
     for (const auto& d : page->items) {
@@ -618,9 +664,9 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::GetDuplicates(grpc::CallbackServerCon
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::ListPrompts(grpc::CallbackServerContext* ctx,
-                                                       const v1::ListPromptsRequest*,
+                                                       const v1::ListPromptsRequest* req,
                                                        v1::ListPromptsResponse* resp) {
-  return Inline(ctx, "ListPrompts", [&]() -> absl::Status {
+  return Inline(ctx, "ListPrompts", *req, [&]() -> absl::Status {
     auto list = core_->ListPrompts();
     if (!list.ok()) return list.status();
     for (const auto& p : *list) ToProto(p, resp->add_prompts());
@@ -631,7 +677,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ListPrompts(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* UpdpServiceImpl::ExportPrompt(grpc::CallbackServerContext* ctx,
                                                         const v1::ExportPromptRequest* req,
                                                         v1::ExportPromptResponse* resp) {
-  return Offload(ctx, "ExportPrompt", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "ExportPrompt", *req, [this, req, resp]() -> absl::Status {
     auto p = core_->ExportPrompt(req->name());
     if (!p.ok()) return p.status();
     ToProto(p->first, resp->mutable_prompt());
@@ -643,7 +689,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::ExportPrompt(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* UpdpServiceImpl::ImportPrompt(grpc::CallbackServerContext* ctx,
                                                         const v1::ImportPromptRequest* req,
                                                         v1::Prompt* resp) {
-  return Offload(ctx, "ImportPrompt", [this, req, resp]() -> absl::Status {
+  return Offload(ctx, "ImportPrompt", *req, [this, req, resp]() -> absl::Status {
     auto p = core_->ImportPrompt(req->name(), req->artifact());
     if (!p.ok()) return p.status();
     ToProto(*p, resp);

@@ -13,12 +13,16 @@
 #include "proto/updp/v1/updp.grpc.pb.h"
 #include "server/core/server_core.h"
 #include "server/core/work_pool.h"
+#include "server/rpc/call_gate.h"
+#include "server/rpc/limits.h"
 
 namespace updp::rpc {
 
 class UpdpServiceImpl final : public v1::Updp::CallbackService {
  public:
-  UpdpServiceImpl(core::ServerCore* core, core::WorkPool* pool) : core_(core), pool_(pool) {}
+  // Every call passes `gate` first (tokens, roles, limits) and reports its end to it.
+  UpdpServiceImpl(core::ServerCore* core, core::WorkPool* pool, CallGate* gate)
+      : core_(core), pool_(pool), gate_(gate), watchers_(gate->limits()) {}
 
   grpc::ServerUnaryReactor* RegisterDataset(grpc::CallbackServerContext* ctx,
                                             const v1::RegisterDatasetRequest* req,
@@ -84,17 +88,21 @@ class UpdpServiceImpl final : public v1::Updp::CallbackService {
                                          v1::Prompt* resp) override;
 
  private:
-  // Runs `fn` now (fast reads).
+  // Admits the call, then runs `fn` now (fast reads).
   template <typename Fn>
-  grpc::ServerUnaryReactor* Inline(grpc::CallbackServerContext* ctx, const char* method, Fn fn);
-  // Runs `fn` on the pool; RESOURCE_EXHAUSTED when the pool's queue is full.
+  grpc::ServerUnaryReactor* Inline(grpc::CallbackServerContext* ctx, const char* method,
+                                   const google::protobuf::Message& req, Fn fn);
+  // Admits the call, then runs `fn` on the pool; RESOURCE_EXHAUSTED when the pool's
+  // queue is full.
   template <typename Fn>
-  grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, const char* method, Fn fn);
-  void Finish(grpc::ServerUnaryReactor* r, const char* method,
-              std::chrono::steady_clock::time_point start, const grpc::Status& s);
+  grpc::ServerUnaryReactor* Offload(grpc::CallbackServerContext* ctx, const char* method,
+                                    const google::protobuf::Message& req, Fn fn);
+  void Finish(grpc::ServerUnaryReactor* r, const CallRecord& rec, const grpc::Status& s);
 
   core::ServerCore* core_;
   core::WorkPool* pool_;
+  CallGate* gate_;
+  WatcherSlots watchers_;
 };
 
 }  // namespace updp::rpc

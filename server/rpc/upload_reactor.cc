@@ -30,11 +30,13 @@ core::UploadDType FromProto(v1::EmbeddingDType t) {
 class UploadReactor : public grpc::ServerReadReactor<v1::UploadEmbeddingsRequest> {
  public:
   UploadReactor(grpc::CallbackServerContext* ctx, core::ServerCore* core, core::WorkPool* pool,
-                v1::Dataset* resp)
-      : ctx_(ctx), call_(std::make_shared<Call>()), start_(std::chrono::steady_clock::now()) {
+                CallGate* gate, const CallRecord& rec, v1::Dataset* resp)
+      : ctx_(ctx), call_(std::make_shared<Call>()), gate_(gate) {
     call_->reactor = this;
     call_->core = core;
     call_->pool = pool;
+    call_->limits = &gate->limits();
+    call_->rec = rec;
     call_->resp = resp;
     std::lock_guard<std::mutex> l(call_->mu);
     StartRead(&call_->req);
@@ -82,16 +84,9 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadEmbeddingsRequest
   }
 
   void OnDone() override {
-    grpc::Status status;
     {
       std::lock_guard<std::mutex> l(call_->mu);
       call_->reactor = nullptr;
-      status = call_->status;
-    }
-    if (auto* m = call_->core->metrics()) {
-      m->RpcFinished(
-          "UploadEmbeddings", GrpcCodeName(status.error_code()),
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
     }
     delete this;
   }
@@ -109,6 +104,8 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadEmbeddingsRequest
     bool finished = false;
     grpc::Status status;
     v1::UploadEmbeddingsRequest req;  // the message being read or handled
+    const RequestLimits* limits = nullptr;
+    CallRecord rec;  // its target is the header's name, once read
     int64_t messages = 0;
     std::shared_ptr<core::EmbeddingsUpload> upload;
     core::ServerCore* core = nullptr;
@@ -128,6 +125,8 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadEmbeddingsRequest
     c->finished = true;
     c->busy = false;
     c->status = s;
+    // Metrics and audit before the answer: a caller who has it finds its audit line.
+    c->reactor->gate_->Done(c->rec, s);
     c->reactor->Finish(s);  // OnDone runs later, on another thread
   }
 
@@ -170,6 +169,7 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadEmbeddingsRequest
   static absl::Status Apply(const CallPtr& c) {
     const v1::UploadEmbeddingsRequest& req = c->req;
     ++c->messages;
+    if (auto s = CheckRequest(req, *c->limits); !s.ok()) return s;
     switch (req.part_case()) {
       case v1::UploadEmbeddingsRequest::kHeader: {
         if (c->messages > 1) {
@@ -178,6 +178,10 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadEmbeddingsRequest
                            c->messages, " is another"));
         }
         const auto& h = req.header();
+        {
+          std::lock_guard<std::mutex> l(c->mu);
+          c->rec.target = h.name();
+        }
         core::UploadHeader header;
         header.name = h.name();
         header.rows = h.rows();
@@ -276,15 +280,15 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadEmbeddingsRequest
 
   grpc::CallbackServerContext* ctx_;
   CallPtr call_;
-  std::chrono::steady_clock::time_point start_;
+  CallGate* gate_;
 };
 
 }  // namespace
 
 grpc::ServerReadReactor<v1::UploadEmbeddingsRequest>* NewUploadReactor(
     grpc::CallbackServerContext* ctx, core::ServerCore* core, core::WorkPool* pool,
-    v1::Dataset* resp) {
-  return new UploadReactor(ctx, core, pool, resp);
+    CallGate* gate, const CallRecord& rec, v1::Dataset* resp) {
+  return new UploadReactor(ctx, core, pool, gate, rec, resp);
 }
 
 }  // namespace updp::rpc

@@ -10,15 +10,17 @@
 #include <grpcpp/grpcpp.h>
 
 #include "proto/updp/v1/updp.pb.h"
+#include "server/rpc/call_gate.h"
 #include "server/core/server_core.h"
 #include "server/core/work_pool.h"
 
 namespace updp::rpc {
 
-// The reactor of one call (it deletes itself when the call is done).
+// The reactor of one admitted call (it deletes itself when the call is done, after
+// gate->Done). Each message is checked against the gate's limits.
 grpc::ServerReadReactor<v1::UploadEmbeddingsRequest>* NewUploadReactor(
     grpc::CallbackServerContext* ctx, core::ServerCore* core, core::WorkPool* pool,
-    v1::Dataset* resp);
+    CallGate* gate, const CallRecord& rec, v1::Dataset* resp);
 
 }  // namespace updp::rpc
 

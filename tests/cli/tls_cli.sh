@@ -7,8 +7,14 @@
 #   mTLS: a client without a certificate, with one from the wrong CA, or trusting the
 #   wrong CA is refused; a valid client works (health, register, list; flags and
 #   UPDP_TLS_* variables), as does the Python client.
+#   mTLS + tokens (--auth_tokens): a valid certificate without a token is refused; a
+#   reader lists but may not register or delete, an operator registers but may not
+#   delete, an admin deletes (--token, --token_file, $UPDP_TOKEN, $UPDP_TOKEN_FILE; the
+#   Python client's token=); each change leaves an audit line naming the caller; no
+#   token appears in the server's log or on /metrics.
 #   Start-up: a missing certificate, a key that does not match, a key without a
-#   certificate stop the server with a message naming the flag.
+#   certificate, a bad tokens file, a limit out of range stop the server with a message
+#   naming the flag.
 # Usage: tls_cli.sh BUILD_DIR
 set -euo pipefail
 BUILD="$(cd "${1:?usage: tls_cli.sh BUILD_DIR}" && pwd)"
@@ -135,6 +141,77 @@ PY
 fi
 stop_server
 
+# --- mTLS and tokens with roles.
+READER=reader-tok-7f3a9c1e5b2d4680
+OPERATOR=operator-tok-c0ffee1234567890
+ADMIN=admin-tok-0a1b2c3d4e5f6789
+cat >tokens.txt <<TOKENS
+# token role name
+$READER reader dashboards
+$OPERATOR operator pipeline
+$ADMIN admin alice
+TOKENS
+chmod 600 tokens.txt
+printf '%s\n' "$OPERATOR" >operator.token
+MPORT=$(free_port)
+start_server --tls_cert server.pem --tls_key server.key --tls_client_ca ca.pem \
+  --auth_tokens tokens.txt --metrics_port "$MPORT"
+grep -q "token authentication on: 3 tokens" server.log || die "tokens: $(cat server.log)"
+ctl health | grep -q SERVING || die "health needs no token"
+# expect_refused CODE WHAT updpctl-args...: the call fails with CODE in its message.
+expect_refused() {
+  local code=$1 what=$2
+  shift 2
+  if ctl "$@" >out 2>&1; then die "$what: accepted: $(cat out)"; fi
+  grep -q "$code" out || die "$what: no $code in: $(cat out)"
+}
+expect_refused UNAUTHENTICATED "no token" dataset list
+expect_refused UNAUTHENTICATED "unknown token" --token not-a-token-0123456789 dataset list
+UPDP_TOKEN=$READER ctl dataset list >/dev/null 2>out || die "reader list: $(cat out)"
+UPDP_TOKEN=$READER expect_refused PERMISSION_DENIED "reader registers" \
+  dataset register vecs2 --embeddings "$WORK/emb.npy"
+ctl --token_file operator.token dataset register vecs2 --embeddings "$WORK/emb.npy" >out 2>&1 ||
+  die "operator register: $(cat out)"
+expect_refused PERMISSION_DENIED "operator deletes" --token_file operator.token dataset delete vecs2
+grep -q "needs the admin role" out || die "the refusal does not name the role: $(cat out)"
+UPDP_TOKEN=$READER expect_refused PERMISSION_DENIED "reader deletes" dataset delete vecs2
+UPDP_TOKEN=$READER ctl dataset show vecs2 >out 2>&1 || die "a refused delete removed vecs2"
+UPDP_TOKEN_FILE=$WORK/operator.token ctl dataset list >/dev/null 2>out ||
+  die "UPDP_TOKEN_FILE: $(cat out)"
+ctl --token "$ADMIN" dataset delete vecs2 >out 2>&1 || die "admin delete: $(cat out)"
+# The audit trail (standard error by default): caller, method, target, outcome.
+grep '"audit":"updp"' server.log >audit.txt || die "no audit lines: $(cat server.log)"
+grep '"caller":"pipeline"' audit.txt | grep '"method":"RegisterDataset"' |
+  grep '"target":"vecs2"' | grep -q '"outcome":"OK"' || die "register audit: $(cat audit.txt)"
+grep '"caller":"dashboards"' audit.txt | grep '"method":"DeleteDataset"' |
+  grep -q '"outcome":"PERMISSION_DENIED"' || die "refused delete audit: $(cat audit.txt)"
+grep '"caller":"alice"' audit.txt | grep '"method":"DeleteDataset"' |
+  grep -q '"outcome":"OK"' || die "admin delete audit: $(cat audit.txt)"
+grep -q '"outcome":"UNAUTHENTICATED"' audit.txt || die "no audit of refused calls"
+if /usr/bin/python3 -c "import grpc" 2>/dev/null; then
+  PYTHONPATH="$WORK/prefix/lib/python3/dist-packages" /usr/bin/python3 - "127.0.0.1:$PORT" \
+    "$READER" <<'PY' || die "python client with a token"
+import sys
+import updp
+tls = {"ca": "ca.pem", "cert": "client.pem", "key": "client.key"}
+with updp.Client(sys.argv[1], token=sys.argv[2], tls=tls, timeout=20) as c:
+    names = [d.name for d in c.datasets()]
+    assert "vecs" in names, names
+with updp.Client(sys.argv[1], tls=tls, timeout=20) as c:
+    try:
+        c.datasets()
+        raise SystemExit("python: a call without a token was accepted")
+    except updp.Error as e:
+        assert "UNAUTHENTICATED" in str(e) or "credentials" in str(e), e
+PY
+fi
+curl -fsS -o metrics.txt "http://127.0.0.1:$MPORT/metrics" || die "/metrics"
+grep -q 'code="PERMISSION_DENIED"' metrics.txt || die "refused calls are not counted"
+for t in "$READER" "$OPERATOR" "$ADMIN" not-a-token-0123456789; do
+  if grep -qF -- "$t" server.log metrics.txt; then die "a token appears in the log or /metrics"; fi
+done
+stop_server
+
 # --- Bad files stop the start, non-zero, naming the flag.
 # bad_start WHAT PATTERN FLAG...: updp-server must exit non-zero with PATTERN on stderr.
 bad_start() {
@@ -157,4 +234,13 @@ bad_start "not a certificate" "--tls_cert server.key: no PEM certificate" \
   --tls_cert server.key --tls_key server.key
 bad_start "client CA without a certificate" "needs both --tls_cert and --tls_key" \
   --tls_client_ca ca.pem
+printf 'short reader\n' >short.txt
+bad_start "short token" "--auth_tokens $WORK/short.txt line 1: the token must be 16-512" \
+  --auth_tokens "$WORK/short.txt"
+printf 'secret-0123456789abcdef root\n' >role.txt
+bad_start "unknown role" "line 1: unknown role" --auth_tokens role.txt
+if grep -q "secret-0123456789abcdef" bad.log; then die "a start-up error echoes the token"; fi
+bad_start "missing tokens file" "--auth_tokens nothere.txt: cannot read" \
+  --auth_tokens nothere.txt
+bad_start "limit out of range" "--max_page_size 0" --max_page_size 0
 echo "$TAG: OK"

@@ -3,8 +3,8 @@
 
 deploy/k8s/tls (rendered with kubectl kustomize) and docker-compose.tls.yml over
 docker-compose.yml (rendered with docker-compose config), for each server service:
-  - --tls_cert, --tls_key, --tls_client_ca and the UPDP_TLS_* files lie in a read-only
-    mount of the certificates (in k8s: of the Secret updp-tls);
+  - --tls_cert, --tls_key, --tls_client_ca, --auth_tokens and the UPDP_TLS_* files lie
+    in a read-only mount of the certificates (in k8s: of the Secret updp-tls);
   - --metrics_host=0.0.0.0: Prometheus scrapes over the network, and under TLS the
     server would bind /metrics to 127.0.0.1;
   - (k8s) no probe is a kubelet gRPC probe (plaintext only); the exec probes run updpctl.
@@ -18,7 +18,7 @@ import yaml
 
 from manifests import flag, render
 
-TLS_FLAGS = ["tls_cert", "tls_key", "tls_client_ca"]
+TLS_FLAGS = ["tls_cert", "tls_key", "tls_client_ca", "auth_tokens"]
 TLS_ENV = ["UPDP_TLS_CA", "UPDP_TLS_CERT", "UPDP_TLS_KEY"]
 
 

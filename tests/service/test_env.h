@@ -97,8 +97,10 @@ class JobGate {
 
 class Server {
  public:
+  // `base`: options of the gRPC side (tokens, limits, audit) for the tests of those.
   Server(const std::string& root, const std::string& model_dir, int chunk_size = 64,
-         int queue_capacity = 64) {
+         int queue_capacity = 64, const app::AppOptions& base = {})
+      : base_(base) {
     opts_.data_dir = root + "/data";
     opts_.model_dir = model_dir;
     opts_.allowed_roots = {root};
@@ -108,7 +110,7 @@ class Server {
     Start();
   }
   void Start() {
-    app::AppOptions ao;
+    app::AppOptions ao = base_;
     ao.progress_hook = [this](const core::JobInfo& j) { gate_.OnProgress(j); };
     auto s = app::App::Start(opts_, "127.0.0.1:0", &metrics_, ao);
     ASSERT_TRUE(s.ok()) << s.status();
@@ -220,6 +222,7 @@ class Server {
   }
 
  private:
+  app::AppOptions base_;
   core::ServerOptions opts_;
   core::Metrics metrics_;
   JobGate gate_;
