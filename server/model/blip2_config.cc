@@ -1,5 +1,7 @@
 #include "server/model/blip2_config.h"
 
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -18,6 +20,25 @@ absl::Status Read(const json& obj, const char* section, const char* key, T* out)
     return absl::InvalidArgumentError(
         absl::StrCat("config.json: ", section, key, ": ", e.what()));
   }
+  return absl::OkStatus();
+}
+
+// Sizes are JSON integers within int: get<int>() would convert a float or a wider integer
+// silently, and a float out of int's range is undefined behaviour.
+absl::Status Read(const json& obj, const char* section, const char* key, int* out) {
+  auto it = obj.find(key);
+  if (it == obj.end()) return absl::OkStatus();
+  const bool fits =
+      it->is_number_unsigned()
+          ? it->get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int>::max())
+          : it->is_number_integer() && it->get<int64_t>() >= std::numeric_limits<int>::min() &&
+                it->get<int64_t>() <= std::numeric_limits<int>::max();
+  if (!fits) {
+    return absl::InvalidArgumentError(absl::StrCat("config.json: ", section, key, " is ",
+                                                   it->is_number() ? "out of range" : it->type_name(),
+                                                   ", not a 32-bit integer"));
+  }
+  *out = static_cast<int>(it->get<int64_t>());
   return absl::OkStatus();
 }
 
@@ -138,6 +159,11 @@ absl::StatusOr<Blip2Config> ParseBlip2Config(const std::string& json_text) {
   if (c.vision.image_size % c.vision.patch_size != 0) {
     return absl::InvalidArgumentError(
         "config.json: vision_config.image_size is not a multiple of patch_size");
+  }
+  // num_positions() squares the patch grid side in int.
+  if (c.vision.image_size / c.vision.patch_size > 46340) {
+    return absl::InvalidArgumentError(
+        "config.json: vision_config.image_size / patch_size is over 46340 patches a side");
   }
   if (c.qformer.encoder_hidden_size != c.vision.hidden_size) {
     return absl::InvalidArgumentError(
