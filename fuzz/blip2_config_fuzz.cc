@@ -14,11 +14,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // What blip2_model.cc divides by and allocates from.
   const auto& v = c->vision;
   const auto& q = c->qformer;
-  if (v.patch_size <= 0 || v.image_size <= 0 || v.hidden_size <= 0 ||
-      v.num_attention_heads <= 0 || v.hidden_size % v.num_attention_heads != 0 ||
-      q.hidden_size <= 0 || q.num_attention_heads <= 0 ||
-      q.hidden_size % q.num_attention_heads != 0 || q.cross_attention_frequency <= 0 ||
-      c->num_query_tokens <= 0) {
+  if (v.patch_size <= 0 || v.image_size <= 0 || v.hidden_size <= 0 || v.num_attention_heads <= 0 ||
+      v.hidden_size % v.num_attention_heads != 0 || q.hidden_size <= 0 ||
+      q.num_attention_heads <= 0 || q.hidden_size % q.num_attention_heads != 0 ||
+      q.cross_attention_frequency <= 0 || c->num_query_tokens <= 0) {
     std::abort();  // accepted, yet the model would divide by zero or misshape a tensor
   }
   (void)v.num_positions();

@@ -15,7 +15,8 @@ void RemoveScratch();
 
 std::string* MakeScratch() {
   const char* tmp = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/updp-fuzz-XXXXXX";
+  std::string tmpl =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/updp-fuzz-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr) {
     std::perror("updp fuzz: mkdtemp");
     std::abort();

@@ -37,8 +37,7 @@ void WriteSeeds(const std::string& dir, const updp::model::Blip2Model& m) {
     cfg.num_clusters = 3;
     cfg.instance_dim = 8;
     cfg.feature = feature;
-    auto bytes =
-        updp::prompt::PromptModule::Create(m, *tok, cfg).Serialize(cfg, m.identity());
+    auto bytes = updp::prompt::PromptModule::Create(m, *tok, cfg).Serialize(cfg, m.identity());
     if (!bytes.ok()) Die(bytes.status().ToString());
     const std::string path = dir + "/valid_" + feature + ".safetensors";
     if (auto s = updp::WriteFileAtomically(path, *bytes); !s.ok()) Die(s.ToString());

@@ -69,7 +69,8 @@ TEST(FuzzRegressions, Blip2Config) {
                            R"({"model_type": "blip-2", "num_query_tokens": 4294967328})",
                            R"({"model_type": "blip-2", "num_query_tokens": -4294967296})",
                            R"({"model_type": "blip-2",
-                               "vision_config": {"image_size": 2147483646, "patch_size": 1}})", R"({"model_type": "blip-2", "vision_config": 3})",
+                               "vision_config": {"image_size": 2147483646, "patch_size": 1}})",
+                           R"({"model_type": "blip-2", "vision_config": 3})",
                            R"({"model_type": "blip-2", "qformer_config": {"hidden_act": null}})",
                            R"({"model_type": "blip-2",
                                "qformer_config": {"position_embedding_type": []}})"}) {
