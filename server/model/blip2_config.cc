@@ -34,9 +34,9 @@ absl::Status Read(const json& obj, const char* section, const char* key, int* ou
           : it->is_number_integer() && it->get<int64_t>() >= std::numeric_limits<int>::min() &&
                 it->get<int64_t>() <= std::numeric_limits<int>::max();
   if (!fits) {
-    return absl::InvalidArgumentError(absl::StrCat("config.json: ", section, key, " is ",
-                                                   it->is_number() ? "out of range" : it->type_name(),
-                                                   ", not a 32-bit integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.json: ", section, key, " is ",
+                     it->is_number() ? "out of range" : it->type_name(), ", not a 32-bit integer"));
   }
   *out = static_cast<int>(it->get<int64_t>());
   return absl::OkStatus();
@@ -66,7 +66,8 @@ absl::StatusOr<json> ObjectField(const json& obj, const char* key) {
 }
 
 absl::Status Positive(const char* name, int v) {
-  if (v <= 0) return absl::InvalidArgumentError(absl::StrCat("config.json: ", name, " must be > 0"));
+  if (v <= 0)
+    return absl::InvalidArgumentError(absl::StrCat("config.json: ", name, " must be > 0"));
   return absl::OkStatus();
 }
 
