@@ -13,6 +13,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3 nlohmann-json3-dev zlib1g-dev
   libjpeg62-turbo-dev libpng-dev libwebp-dev libexif-dev libicu-dev
   libfaiss-dev
+  clang libclang-rt-14-dev
   chromium
   dataset-fashion-mnist
   prometheus yamllint python3-yaml docker-compose curl

@@ -304,7 +304,8 @@ absl::StatusOr<torch::Tensor> MapNpy(const std::string& path) {
     torch::Tensor t;
     try {
       t = torch::empty(h->shape, options);
-      std::memcpy(t.data_ptr(), data, t.numel() * t.element_size());
+      // An empty tensor has no storage: memcpy with a null pointer is undefined even for 0 bytes.
+      if (t.numel() > 0) std::memcpy(t.data_ptr(), data, t.numel() * t.element_size());
     } catch (const std::exception& e) {
       munmap(map, size);
       return absl::InternalError(absl::StrCat(path, ": ", CleanErrorText(e.what(), 200)));
@@ -338,10 +339,16 @@ absl::StatusOr<std::unique_ptr<NpyReader>> NpyReader::Open(const std::string& pa
   if (r->header_.shape.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": a 0-d array has no rows"));
   }
-  // ReadHeader checked that the whole array fits in the file (no overflow).
+  // ReadHeader checked that the whole array fits in the file, but with no rows (shape
+  // (0, 2**61)) the row size alone may still overflow.
   r->row_bytes_ = c10::elementSize(r->dtype_);
   for (size_t d = 1; d < r->header_.shape.size(); ++d) {
-    r->row_bytes_ *= static_cast<size_t>(r->header_.shape[d]);
+    if (__builtin_mul_overflow(r->row_bytes_, static_cast<size_t>(r->header_.shape[d]),
+                               &r->row_bytes_)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": .npy rows of shape ",
+                       Quote(absl::StrJoin(r->header_.shape, ", "), 60), " are too large"));
+    }
   }
   return r;
 }
@@ -351,7 +358,8 @@ NpyReader::~NpyReader() {
 }
 
 absl::Status NpyReader::ReadRows(int64_t begin, int64_t count, void* out) const {
-  if (begin < 0 || count < 0 || begin + count > header_.shape[0]) {
+  // Not begin + count > rows: the sum may overflow.
+  if (begin < 0 || count < 0 || begin > header_.shape[0] || count > header_.shape[0] - begin) {
     return absl::OutOfRangeError(
         absl::StrCat(path_, ": rows ", begin, "+", count, " of ", header_.shape[0]));
   }

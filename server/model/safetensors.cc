@@ -259,7 +259,10 @@ absl::StatusOr<torch::Tensor> SafetensorsFile::Get(const std::string& name,
   // shape against the bytes; the try only keeps a LibTorch error (and its backtrace) in.
   try {
     torch::Tensor out = torch::empty(it->second.shape, torch::TensorOptions().dtype(*dtype));
-    std::memcpy(out.data_ptr(), base, it->second.end - it->second.begin);
+    // An empty tensor has no storage: memcpy with a null pointer is undefined even for 0 bytes.
+    if (it->second.end > it->second.begin) {
+      std::memcpy(out.data_ptr(), base, it->second.end - it->second.begin);
+    }
     if (as.has_value() && *as != *dtype) out = out.to(*as);
     return out;
   } catch (const std::exception& e) {

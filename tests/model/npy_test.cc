@@ -328,6 +328,27 @@ TEST_F(Npy, ReaderReadsRowBlocks) {
   EXPECT_TRUE((*r)->ReadRows(0, 2, rows.data_ptr()).ok());
 }
 
+// Row ranges and row sizes from the file are overflow-checked too: rows [1, 1 + INT64_MAX)
+// used to wrap the range check, and a row-less array of huge rows a zero row size.
+TEST_F(Npy, ReaderRejectsOverflowingRowsAndRanges) {
+  const std::string p = TmpPath("rows.npy");
+  ASSERT_TRUE(WriteNpy(p, torch::zeros({3, 2})).ok());
+  auto r = NpyReader::Open(p);
+  ASSERT_TRUE(r.ok()) << r.status();
+  float buf[6];
+  EXPECT_EQ((*r)->ReadRows(1, INT64_MAX, buf).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ((*r)->ReadRows(INT64_MAX, 1, buf).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_EQ((*r)->ReadRows(4, 0, buf).code(), absl::StatusCode::kOutOfRange);
+  EXPECT_TRUE((*r)->ReadRows(3, 0, buf).ok());
+  for (const char* shape : {"(0, 2305843009213693952)", "(0, 4294967296, 4294967296)"}) {
+    SCOPED_TRACE(shape);
+    const std::string q = WriteTmp(
+        "huge_rows.npy",
+        NpyBytes(absl::StrCat("{'descr': '<f8', 'fortran_order': False, 'shape': ", shape, ", }")));
+    ExpectShortInvalidArgument(NpyReader::Open(q).status(), q);
+  }
+}
+
 TEST_F(Npy, RoundTripAndMap) {
   std::string p = TmpPath("x.npy");
   torch::Tensor a = torch::randn({7, 3}).to(torch::kFloat16);
