@@ -178,11 +178,9 @@ class RegisterReactor : public grpc::ServerUnaryReactor {
 
   void OnDone() override {
     int64_t token = 0;
-    grpc::Status status;
     {
       std::lock_guard<std::mutex> l(call_->mu);
       token = call_->token;
-      status = call_->status;
       call_->reactor = nullptr;
     }
     // A job callback still pending finds the call finished and returns.
@@ -202,7 +200,6 @@ class RegisterReactor : public grpc::ServerUnaryReactor {
     std::mutex mu;
     bool finished = false;
     int64_t token = 0;
-    grpc::Status status;
     RegisterReactor* reactor = nullptr;
     v1::Dataset* resp = nullptr;
   };
@@ -264,7 +261,6 @@ class RegisterReactor : public grpc::ServerUnaryReactor {
       std::lock_guard<std::mutex> l(call->mu);
       if (call->finished || call->reactor == nullptr) return;
       call->finished = true;
-      call->status = s;
       if (d && s.ok()) ToProto(*d, call->resp);
       r = call->reactor;
     }

@@ -102,7 +102,6 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadEmbeddingsRequest
     bool cancelled = false;
     bool registered = false;  // the REGISTER job is queued; the upload belongs to it
     bool finished = false;
-    grpc::Status status;
     v1::UploadEmbeddingsRequest req;  // the message being read or handled
     const RequestLimits* limits = nullptr;
     CallRecord rec;  // its target is the header's name, once read
@@ -124,7 +123,6 @@ class UploadReactor : public grpc::ServerReadReactor<v1::UploadEmbeddingsRequest
     if (c->finished) return;
     c->finished = true;
     c->busy = false;
-    c->status = s;
     // Metrics and audit before the answer: a caller who has it finds its audit line.
     c->reactor->gate_->Done(c->rec, s);
     c->reactor->Finish(s);  // OnDone runs later, on another thread
