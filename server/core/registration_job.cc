@@ -135,7 +135,12 @@ absl::Status ServerCore::RollBackRegistration(const std::string& name, const std
 absl::Status ServerCore::Register(JobContext& ctx, RegistrationProgress& progress) {
   const JobInfo& job = ctx.job();
   const auto& p = std::get<RegisterParams>(job.params);
-  if (registration_hook_) registration_hook_(job.dataset);
+  std::function<void(const std::string&)> hook;
+  {
+    std::lock_guard<std::mutex> l(hook_mu_);
+    hook = registration_hook_;
+  }
+  if (hook) hook(job.dataset);
   if (!progress.Report("list", 0, 0)) return JobStopped();
   if (p.source_kind == SourceKind::kEmbeddings) return RegisterEmbeddings(ctx, progress);
   auto list = p.source_kind == SourceKind::kImages

@@ -185,6 +185,7 @@ class ServerCore {
   // Tests: called on the REGISTER job's thread after the name is reserved and before
   // the source is read (it may block there).
   void SetRegistrationHookForTest(std::function<void(const std::string&)> hook) {
+    std::lock_guard<std::mutex> l(hook_mu_);
     registration_hook_ = std::move(hook);
   }
 
@@ -227,6 +228,8 @@ class ServerCore {
   std::unique_ptr<PathPolicy> paths_;
   std::unique_ptr<JobManager> jobs_;
   Engine* engine_ = nullptr;
+  // Guarded: a test sets it while REGISTER jobs of earlier calls may still read it.
+  std::mutex hook_mu_;
   std::function<void(const std::string&)> registration_hook_;
   std::mutex refresh_mu_;
   std::set<std::string> refreshing_;  // datasets a REFRESH job is working on
