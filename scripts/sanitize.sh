@@ -57,13 +57,14 @@ for kind in "${KINDS[@]}"; do
       san="thread"
       skip="$TORCH_LIBS;updp_proto;updp_rpc;updp_app"
       model_tests=OFF
-      targets=(core_test service_test)
+      targets=(core_test service_test client_test)
       ;;
   esac
   echo "== sanitize: $kind: building ${targets[*]} in $dir/ (-fsanitize=$san)"
+  mkdir -p "$dir"
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUPDP_SANITIZE="$san" \
     -DUPDP_SANITIZE_SKIP="$skip" -DUPDP_MODEL_TESTS=$model_tests -DUPDP_SCRIPT_TESTS=OFF \
-    >"$ROOT/$dir.configure.log" 2>&1 || { cat "$ROOT/$dir.configure.log" >&2; exit 1; }
+    >"$dir/configure.log" 2>&1 || { cat "$dir/configure.log" >&2; exit 1; }
   if ! cmake --build "$dir" -j "$JOBS" --target "${targets[@]}"; then
     echo "sanitize: $kind: build FAILED" >&2
     rc=1

@@ -2,8 +2,10 @@
 # The whole test suite: installs and builds the main Debian LibTorch 1.13 build
 # (scripts/setup.sh) and the CUDA LibTorch 2.x build (scripts/build-cuda.sh), then runs
 # ctest in both (the CUDA build's tests run on the CPU; they include the GPU check's
-# dry run), then the fuzzers for UPDP_FUZZ_SECONDS each (scripts/fuzz.sh; 0 only
-# replays their regression inputs). Arguments go to both ctest runs.
+# dry run), then the GoogleTest suites under AddressSanitizer + UndefinedBehaviorSanitizer
+# and ThreadSanitizer (scripts/sanitize.sh), then the fuzzers for UPDP_FUZZ_SECONDS each
+# (scripts/fuzz.sh; 0 only replays their regression inputs). Arguments go to both
+# ctest runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -26,6 +28,8 @@ if [ $cuda = 1 ]; then
   echo "== tests: CUDA LibTorch 2.x build, on the CPU (build-cuda/)"
   (cd build-cuda && ctest --output-on-failure -j "${UPDP_TEST_JOBS:-2}" "$@") || rc=1
 fi
+echo "== sanitizers: the GoogleTest suites under ASan+UBSan (build-asan/) and TSan (build-tsan/)"
+scripts/sanitize.sh || rc=1
 echo "== fuzz: libFuzzer targets (build-fuzz/), ${UPDP_FUZZ_SECONDS:-60} s each"
 if [ "${UPDP_FUZZ_SECONDS:-60}" = 0 ]; then
   UPDP_FUZZ_BUILD_ONLY=1 scripts/fuzz.sh || rc=1

@@ -66,6 +66,7 @@ void UpdpServer::Stop(int64_t grace_ms) {
     SetServing(false);
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(grace_ms));
     server_->Wait();
+    if (service_) service_->WaitForReactors();
   }
   if (pool_) pool_->Shutdown();
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "server/rpc/convert.h"
+#include "server/rpc/reactor_count.h"
 #include "server/rpc/upload_reactor.h"
 
 namespace updp::rpc {
@@ -18,9 +19,10 @@ namespace {
 class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
  public:
   // Holds one of `slots` (acquired by the caller) until the stream ends.
-  WatchReactor(core::ServerCore* core, CallGate* gate, const CallRecord& rec, WatcherSlots* slots,
-               const std::string& job_id)
-      : core_(core), gate_(gate), rec_(rec), slots_(slots), job_id_(job_id) {
+  WatchReactor(core::ServerCore* core, CallGate* gate, ReactorCount* live, const CallRecord& rec,
+               WatcherSlots* slots, const std::string& job_id)
+      : core_(core), gate_(gate), live_(live), rec_(rec), slots_(slots), job_id_(job_id) {
+    live_->Add();
     auto token = core_->jobs().Subscribe(job_id, [this](const core::JobInfo& j) { OnUpdate(j); });
     if (!token.ok()) {
       std::lock_guard<std::mutex> l(mu_);
@@ -71,7 +73,9 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
       ReleaseSlotLocked();
     }
     gate_->Done(rec_, status_);
+    ReactorCount* live = live_;
     delete this;
+    live->Done();
   }
 
  private:
@@ -116,6 +120,7 @@ class WatchReactor : public grpc::ServerWriteReactor<v1::JobEvent> {
 
   core::ServerCore* core_;
   CallGate* gate_;
+  ReactorCount* live_;
   const CallRecord rec_;
   WatcherSlots* slots_;
   const std::string job_id_;
@@ -154,9 +159,10 @@ core::SourceKind KindOf(const v1::RegisterDatasetRequest& r, std::string* path, 
 // CANCELLED, and the job carries on.
 class RegisterReactor : public grpc::ServerUnaryReactor {
  public:
-  RegisterReactor(core::ServerCore* core, core::WorkPool* pool, CallGate* gate,
+  RegisterReactor(core::ServerCore* core, core::WorkPool* pool, CallGate* gate, ReactorCount* live,
                   const CallRecord& rec, const v1::RegisterDatasetRequest& req, v1::Dataset* resp)
-      : core_(core), gate_(gate), rec_(rec), call_(std::make_shared<Call>()) {
+      : core_(core), gate_(gate), live_(live), rec_(rec), call_(std::make_shared<Call>()) {
+    live_->Add();
     call_->reactor = this;
     call_->resp = resp;
     // Everything the pool needs is copied: it never touches the request.
@@ -185,7 +191,9 @@ class RegisterReactor : public grpc::ServerUnaryReactor {
     }
     // A job callback still pending finds the call finished and returns.
     if (token) core_->jobs().Unsubscribe(token);
+    ReactorCount* live = live_;
     delete this;
+    live->Done();
   }
 
  private:
@@ -271,6 +279,7 @@ class RegisterReactor : public grpc::ServerUnaryReactor {
 
   core::ServerCore* core_;
   CallGate* gate_;
+  ReactorCount* live_;
   const CallRecord rec_;
   std::shared_ptr<Call> call_;
 };
@@ -344,7 +353,7 @@ grpc::ServerUnaryReactor* UpdpServiceImpl::RegisterDataset(grpc::CallbackServerC
     r->Finish(s);
     return r;
   }
-  return new RegisterReactor(core_, pool_, gate_, rec, *req, resp);
+  return new RegisterReactor(core_, pool_, gate_, &live_, rec, *req, resp);
 }
 
 grpc::ServerReadReactor<v1::UploadEmbeddingsRequest>* UpdpServiceImpl::UploadEmbeddings(
@@ -540,7 +549,7 @@ grpc::ServerWriteReactor<v1::JobEvent>* UpdpServiceImpl::WatchJob(grpc::Callback
     gate_->Done(rec, s);
     return new Refused<grpc::ServerWriteReactor<v1::JobEvent>>(s);
   }
-  return new WatchReactor(core_, gate_, rec, &watchers_, req->job_id());
+  return new WatchReactor(core_, gate_, &live_, rec, &watchers_, req->job_id());
 }
 
 grpc::ServerUnaryReactor* UpdpServiceImpl::GetSelection(grpc::CallbackServerContext* ctx,

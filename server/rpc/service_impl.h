@@ -15,6 +15,7 @@
 #include "server/core/work_pool.h"
 #include "server/rpc/call_gate.h"
 #include "server/rpc/limits.h"
+#include "server/rpc/reactor_count.h"
 
 namespace updp::rpc {
 
@@ -87,6 +88,9 @@ class UpdpServiceImpl final : public v1::Updp::CallbackService {
                                          const v1::ImportPromptRequest* req,
                                          v1::Prompt* resp) override;
 
+  // After the gRPC server's Wait: returns once every register and watch reactor is done.
+  void WaitForReactors() { live_.WaitAllDone(); }
+
  private:
   // Admits the call, then runs `fn` now (fast reads).
   template <typename Fn>
@@ -103,6 +107,7 @@ class UpdpServiceImpl final : public v1::Updp::CallbackService {
   core::WorkPool* pool_;
   CallGate* gate_;
   WatcherSlots watchers_;
+  ReactorCount live_;
 };
 
 }  // namespace updp::rpc
