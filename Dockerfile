@@ -27,7 +27,7 @@ RUN apt-get update -qq \
  && useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin updp \
  && mkdir -p /data /models /images && chown updp /data
 COPY --from=build /out/bin/ /usr/local/bin/
-USER 10001
+USER 10001:10001
 # Idle OpenMP threads sleep instead of spinning against the selection pool (the server
 # would otherwise re-execute itself once to set this; see server/util/openmp_env.h).
 ENV OMP_WAIT_POLICY=PASSIVE
