@@ -18,6 +18,7 @@ PACKAGES=(
   dataset-fashion-mnist
   prometheus yamllint python3-yaml docker-compose curl
   python3-grpcio python3-protobuf python3-numpy python3-pandas
+  debootstrap buildah iproute2
 )
 
 missing=()

@@ -36,4 +36,16 @@ if [ "${UPDP_FUZZ_SECONDS:-60}" = 0 ]; then
 else
   scripts/fuzz.sh || rc=1
 fi
+# --- container image (issue 16) ---------------------------------------------------------
+# The CPU image from Dockerfile, built with buildah (no Docker engine, no registry: the
+# debootstrapped base is localhost/debian:12; its compiles are ccache hits of build/), then
+# compose/k8s checked against the built image and its smoke test (scripts/image.sh,
+# tests/deploy/image_smoke.sh, docs/IMAGES.md). UPDP_IMAGE_TEST=0 skips it, loudly.
+if [ "${UPDP_IMAGE_TEST:-1}" = 0 ]; then
+  echo "test: WARNING: UPDP_IMAGE_TEST=0: SKIPPING the container image build and smoke test" >&2
+else
+  echo "== image: Dockerfile built with buildah and smoke-tested (scripts/image.sh cpu --smoke)"
+  scripts/image.sh cpu --smoke || rc=1
+fi
+# --- end container image -----------------------------------------------------------------
 exit $rc

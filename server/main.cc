@@ -1,4 +1,5 @@
 // updp-server: flags, signals and graceful shutdown around app::App.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -88,6 +89,18 @@ ABSL_FLAG(int64_t, max_string_bytes, 4096, "longest other string in a request (p
 ABSL_FLAG(int64_t, max_watchers_per_job, 1000, "open WatchJob streams of one job");
 ABSL_FLAG(int64_t, max_watchers, 10000, "open WatchJob streams in all");
 
+namespace {
+// The thread that waits for the stop signals (set before the forwarding handler is).
+pthread_t g_stop_signal_thread;
+
+// A process-directed SIGTERM goes to any thread that does not block it, and threads that
+// libraries start before main() (OpenBLAS's pool) do not block it: with the default action
+// such a thread would end the process without the drain or, as PID 1 of a container, the
+// kernel drops the signal and the server never stops. This handler, which runs in such a
+// thread, hands the signal to the waiting thread (pthread_kill is async-signal-safe).
+extern "C" void ForwardStopSignal(int s) { pthread_kill(g_stop_signal_thread, s); }
+}  // namespace
+
 int main(int argc, char** argv) {
   updp::PreferPassiveOpenMp(argv);  // before any OpenMP work; see openmp_env.h
   absl::SetProgramUsageMessage("updp-server --data_dir DIR --model_dir DIR --allowed_roots A,B");
@@ -105,7 +118,7 @@ int main(int argc, char** argv) {
   std::condition_variable sig_cv;
   int sig = 0;
   bool serving = false;
-  std::thread([&] {
+  std::thread sig_thread([&] {
     int s = 0;
     sigwait(&set, &s);
     std::lock_guard<std::mutex> l(sig_mu);
@@ -116,7 +129,14 @@ int main(int argc, char** argv) {
     }
     sig = s;
     sig_cv.notify_all();
-  }).detach();
+  });
+  g_stop_signal_thread = sig_thread.native_handle();
+  struct sigaction forward = {};
+  forward.sa_handler = ForwardStopSignal;
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGINT, &forward, nullptr);
+  sigaction(SIGTERM, &forward, nullptr);
+  sig_thread.detach();
 
   updp::core::ServerOptions o;
   o.data_dir = absl::GetFlag(FLAGS_data_dir);

@@ -136,8 +136,16 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& s) {
       return absl::InvalidArgumentError(absl::StrCat("device: bad CUDA index in '", s, "'"));
     }
     if (!torch::cuda::is_available()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("device: '", s, "' requested but CUDA is not available in this build"));
+#ifdef UPDP_WITH_CUDA
+      return absl::FailedPreconditionError(absl::StrCat(
+          "device: '", s, "' requested but no CUDA GPU is visible: this CUDA build found no ",
+          "NVIDIA driver or device (in a container, give it the GPU, e.g. docker run --gpus all; ",
+          "or run with --device cpu)"));
+#else
+      return absl::FailedPreconditionError(absl::StrCat(
+          "device: '", s, "' requested but this build's LibTorch has no CUDA (run with ",
+          "--device cpu, or use the CUDA build)"));
+#endif
     }
     if (index < 0 || index >= static_cast<int>(torch::cuda::device_count())) {
       return absl::InvalidArgumentError(absl::StrCat("device: no CUDA device ", index));
