@@ -2,8 +2,8 @@
 # The GoogleTest suites again under sanitizers, each in a build folder of its own:
 #   asan  build-asan/: AddressSanitizer + UndefinedBehaviorSanitizer (and LeakSanitizer)
 #         over core_test, service_test, client_test, model_test and updp_prompt_test
-#   tsan  build-tsan/: ThreadSanitizer over core_test (the job manager) and service_test
-#         (the job, watch-stream and concurrency tests)
+#   tsan  build-tsan/: ThreadSanitizer over core_test (the job manager), service_test
+#         (the job, watch-stream and concurrency tests) and client_test
 # Any sanitizer report fails the run. Usage: scripts/sanitize.sh [asan] [tsan] [-- ctest args]
 #
 # What is instrumented, and why not everything (docs/SECURITY.md, "Sanitizers"): the

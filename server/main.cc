@@ -118,17 +118,24 @@ int main(int argc, char** argv) {
   std::condition_variable sig_cv;
   int sig = 0;
   bool serving = false;
-  std::thread sig_thread([&] {
-    int s = 0;
-    sigwait(&set, &s);
-    std::lock_guard<std::mutex> l(sig_mu);
-    if (!serving) {
-      std::cerr << "updp-server: signal " << s << " during start-up; exiting\n";
-      std::cerr.flush();
-      _exit(0);
+  // It lives as long as the process: ForwardStopSignal may target it at any time, and
+  // pthread_kill on a thread that has ended is undefined. Signals after the first are
+  // taken and dropped (the drain is already under way); they touch only the thread's own
+  // copy of `set`, never main's locals, which may be gone by then.
+  std::thread sig_thread([&, set] {
+    for (bool first = true;; first = false) {
+      int s = 0;
+      sigwait(&set, &s);
+      if (!first) continue;
+      std::lock_guard<std::mutex> l(sig_mu);
+      if (!serving) {
+        std::cerr << "updp-server: signal " << s << " during start-up; exiting\n";
+        std::cerr.flush();
+        _exit(0);
+      }
+      sig = s;
+      sig_cv.notify_all();
     }
-    sig = s;
-    sig_cv.notify_all();
   });
   g_stop_signal_thread = sig_thread.native_handle();
   struct sigaction forward = {};
