@@ -13,20 +13,7 @@ TAG=selection_cli
 source "$(dirname "${BASH_SOURCE[0]}")/cli_lib.sh"
 
 # 200 random unit vectors of dimension 8 as a float32 .npy, ids v000..v199.
-python3 - "$WORK" <<'PY'
-import random, struct, sys
-d = sys.argv[1]
-n, dim = 200, 8
-rng = random.Random(5)
-header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (n, dim)
-header += " " * (63 - (10 + len(header)) % 64) + "\n"
-with open(d + "/emb.npy", "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
-    for _ in range(n):
-        f.write(struct.pack("<%df" % dim, *[rng.gauss(0, 1) for _ in range(dim)]))
-with open(d + "/ids.txt", "w") as f:
-    f.write("".join("v%03d\n" % i for i in range(n)))
-PY
+python3 "$(dirname "${BASH_SOURCE[0]}")/make_npy.py" "$WORK" 200 8 5
 start_server
 ctl dataset register vecs --embeddings "$WORK/emb.npy" --ids "$WORK/ids.txt" >/dev/null 2>&1 ||
   die "register"

@@ -132,20 +132,7 @@ if [ -n "$MODEL" ]; then
   mkdir -p "$WORK/models/${MODEL#/models/}"
   cp "$SRC"/tests/testdata/blip2-tiny-a/{config.json,model.safetensors,vocab.txt} "$WORK/models/${MODEL#/models/}/"
 fi
-python3 - "$WORK/images" <<'PY'
-import random, struct, sys
-d = sys.argv[1]
-n, dim = 200, 8
-rng = random.Random(7)
-header = "{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }" % (n, dim)
-header += " " * (63 - (10 + len(header)) % 64) + "\n"
-with open(d + "/emb.npy", "wb") as f:
-    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
-    for _ in range(n):
-        f.write(struct.pack("<%df" % dim, *[rng.gauss(0, 1) for _ in range(dim)]))
-with open(d + "/ids.txt", "w") as f:
-    f.write("".join("v%03d\n" % i for i in range(n)))
-PY
+python3 "$SRC/tests/cli/make_npy.py" "$WORK/images" 200 8 7
 chmod -R a+rX "$WORK/models" "$WORK/images"
 printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$WORK/hosts"
 
