@@ -15,10 +15,10 @@ ARG DEBIAN_FRONTEND=noninteractive
 WORKDIR /src
 COPY . .
 # The packages of scripts/setup.sh, then its build (same compiler, flags, generator and
-# ccache settings, CCACHE_BASEDIR=/src) of the installed programs only. scripts/image.sh
-# mounts this machine's ccache at CCACHE_DIR and its apt archive (buildah bud -v), so
-# the compiles are cache hits of a host build of the same sources; without a mount
-# (docker build) the cache is empty and only lives in this stage.
+# ccache settings, scripts/ccache-env.sh with CCACHE_BASEDIR=/src) of the installed
+# programs only. scripts/image.sh mounts this machine's ccache at CCACHE_DIR and its apt
+# archive (buildah bud -v), so the compiles are cache hits of a host build of the same
+# sources; without a mount (docker build) the cache is empty and only lives in this stage.
 ARG CCACHE_DIR=/root/.cache/ccache
 ARG UPDP_BUILD_JOBS=
 # The host's locale variables (scripts/image.sh), which ccache hashes; unset when empty.
@@ -29,9 +29,7 @@ ARG LC_MESSAGES=
 RUN for v in LANG LC_ALL LC_CTYPE LC_MESSAGES; do [ -n "$(printenv $v)" ] || unset $v; done \
  && apt-get update -qq && apt-get install -y -qq --no-install-recommends ca-certificates \
  && scripts/setup.sh --no-build \
- && export CCACHE_DIR CCACHE_BASEDIR=/src CCACHE_NOHASHDIR=1 \
-      CCACHE_SLOPPINESS=pch_defines,time_macros,include_file_mtime,include_file_ctime \
-      CCACHE_STATSLOG=/tmp/ccache-stats.log \
+ && . scripts/ccache-env.sh && export CCACHE_DIR CCACHE_STATSLOG=/tmp/ccache-stats.log \
  && cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null \
  && cmake --build build -j "${UPDP_BUILD_JOBS:-$(nproc)}" --target \
       updp-server updpctl updp-embed-shard updp-make-test-model updp-parity \

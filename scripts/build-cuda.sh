@@ -13,11 +13,7 @@ TORCH="$(scripts/cuda-libtorch.sh)"
 # GPU check's dry run, which run as tests of this build.
 HF_PYTHON="$(scripts/hf-venv.sh)"
 command -v nvcc >/dev/null || export PATH="/usr/local/cuda/bin:$PATH"
-export CCACHE_BASEDIR="$PWD"
-# Precompiled headers are only cacheable with this sloppiness.
-export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
-# Debug builds hash the build folder otherwise: clones in other folders would never hit.
-export CCACHE_NOHASHDIR=1
+. scripts/ccache-env.sh
 mkdir -p build-cuda
 cmake -S . -B build-cuda -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_PREFIX_PATH="$TORCH/share/cmake" -DUPDP_WITH_CUDA=ON -DUPDP_HF_PYTHON="$HF_PYTHON" \

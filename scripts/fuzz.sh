@@ -35,9 +35,7 @@ for tool in clang++ cmake; do
 done
 
 # ccache: the same settings as scripts/setup.sh, so clones in other folders hit.
-export CCACHE_BASEDIR="$ROOT"
-export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
-export CCACHE_NOHASHDIR=1
+. scripts/ccache-env.sh
 echo "== fuzz: building ${TARGETS[*]} in build-fuzz/ (clang, -fsanitize=fuzzer,address,undefined)"
 start=$(date +%s)
 CC=clang CXX=clang++ cmake -S fuzz -B "$OUT" -DCMAKE_BUILD_TYPE=Fuzz >/dev/null

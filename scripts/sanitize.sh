@@ -32,9 +32,7 @@ done
 
 # ccache: the same settings as scripts/setup.sh, so that the uninstrumented targets hit
 # the main build's entries (same compiler, build type and compile lines).
-export CCACHE_BASEDIR="$ROOT"
-export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
-export CCACHE_NOHASHDIR=1
+. scripts/ccache-env.sh
 JOBS="${UPDP_BUILD_JOBS:-$(nproc)}"
 TORCH_LIBS="updp_model;updp_features;updp_engine;updp_fmnist"
 

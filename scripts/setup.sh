@@ -36,11 +36,7 @@ fi
 if [ "${1:-}" != "--no-build" ]; then
   JOBS="${UPDP_BUILD_JOBS:-$(nproc)}"
   # ccache hits across clones in other folders (CI clones afresh).
-  export CCACHE_BASEDIR="$PWD"
-  # Precompiled headers are only cacheable with this sloppiness.
-  export CCACHE_SLOPPINESS="${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}"
-  # Debug builds hash the build folder otherwise: clones in other folders would never hit.
-  export CCACHE_NOHASHDIR=1
+  . scripts/ccache-env.sh
   cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
   cmake --build build -j "$JOBS"
 fi
