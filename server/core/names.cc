@@ -7,15 +7,15 @@
 namespace updp::core {
 
 absl::Status ValidateName(const std::string& field, const std::string& name) {
-  bool ok = !name.empty() && name.size() <= 64 && absl::ascii_isalnum(name[0]);
+  bool ok = !name.empty() && name.size() <= static_cast<size_t>(kMaxNameLength) && absl::ascii_isalnum(name[0]);
   for (char c : name) {
     if (!ok) break;
     ok = absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '-';
   }
   if (!ok) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": ", Quote(name),
-                     " must be 1-64 characters of [A-Za-z0-9._-] starting with a letter or digit"));
+        absl::StrCat(field, ": ", Quote(name), " must be 1-", kMaxNameLength,
+                     " characters of [A-Za-z0-9._-] starting with a letter or digit"));
   }
   return absl::OkStatus();
 }

@@ -11,6 +11,9 @@
 
 namespace updp::core {
 
+// The longest name; also the ceiling of the server's --max_name_length.
+inline constexpr int kMaxNameLength = 64;
+
 // 1-64 characters of [A-Za-z0-9._-], starting with a letter or digit (so never "."
 // or ".." or a hidden file). INVALID_ARGUMENT naming `field` otherwise.
 absl::Status ValidateName(const std::string& field, const std::string& name);

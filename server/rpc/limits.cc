@@ -4,6 +4,7 @@
 #include <google/protobuf/reflection.h>
 
 #include "absl/strings/str_cat.h"
+#include "server/core/names.h"
 
 namespace updp::rpc {
 namespace {
@@ -45,7 +46,7 @@ absl::Status ValidateLimits(const RequestLimits& l) {
   for (auto s : {range("max_request_bytes", l.max_request_bytes, 1 << 20, int64_t{2047} << 20),
                  range("max_labeled_ids", l.max_labeled_ids, 1, 1000000),
                  range("max_page_size", l.max_page_size, 1, 10000),
-                 range("max_name_length", l.max_name_length, 1, 64),
+                 range("max_name_length", l.max_name_length, 1, core::kMaxNameLength),
                  range("max_string_bytes", l.max_string_bytes, 64, 1 << 20),
                  range("max_watchers_per_job", l.max_watchers_per_job, 1, 1000000),
                  range("max_watchers", l.max_watchers, 1, 1000000)}) {
